@@ -1,0 +1,3 @@
+/** The ops, with their kernels and gradients registered on import. */
+export * from './batch_norm';
+export {compositeKernel} from './registry';

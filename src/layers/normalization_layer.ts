@@ -1,0 +1,208 @@
+/**
+ * NormalizationLayer: the shared base of every layer in this package, and the
+ * class to extend for a variant of your own.
+ *
+ * It owns what all normalization layers have in common:
+ *  - config parsing and validation (clear errors naming layer, field, value),
+ *  - the channel axis (negative values, channels-first, any rank >= 2),
+ *  - gamma/beta with their initializers, regularizers and constraints,
+ *  - the shared `getConfig` keys,
+ *  - the training/inference decision (`isTraining`).
+ *
+ * Extension points, in the order they run:
+ *  - `static configFields`: the config keys the subclass adds (unknown keys are
+ *    rejected, so a typo such as `momentun` fails instead of being ignored).
+ *  - `buildStatistics(inputShape, channels)`: add the subclass's own weights
+ *    (moving statistics) after gamma and beta; validate shape-dependent config.
+ *  - `normalize(x, training)`: the computation; runs inside `tf.tidy`.
+ *  - `getConfig()`: call `super.getConfig()` and add the subclass's keys.
+ * Register the subclass with `tf.serialization.registerClass(MyLayer)` and give
+ * it a unique `static className`.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import type {LayerArgs} from '@tensorflow/tfjs-layers/dist/engine/topology';
+import type {Kwargs} from '@tensorflow/tfjs-layers/dist/types';
+import {
+  checkBoolean, checkNumber, configError, Constraint, Identifier, Initializer, Regularizer,
+  resolveConstraint, resolveInitializer, resolveRegularizer, serialize,
+} from './config';
+
+export type {LayerArgs, Kwargs};
+
+export interface NormalizationLayerArgs extends LayerArgs {
+  /** The channel (feature) axis; negative counts from the end. Default -1 (channels-last). Use 1 for channels-first. */
+  axis?: number;
+  /** Small constant added to the variance to avoid dividing by zero. Default 1e-3 (Keras). */
+  epsilon?: number;
+  /** Add the learned offset beta. Default true. */
+  center?: boolean;
+  /** Multiply by the learned scale gamma. Default true. */
+  scale?: boolean;
+  /** Initializer for beta. Default 'zeros'. */
+  betaInitializer?: Identifier<Initializer>;
+  /** Initializer for gamma. Default 'ones'. */
+  gammaInitializer?: Identifier<Initializer>;
+  /** Regularizer for beta. Default none. */
+  betaRegularizer?: Identifier<Regularizer>;
+  /** Regularizer for gamma. Default none. */
+  gammaRegularizer?: Identifier<Regularizer>;
+  /** Constraint on beta after each optimizer update. Default none. */
+  betaConstraint?: Identifier<Constraint>;
+  /** Constraint on gamma after each optimizer update. Default none. */
+  gammaConstraint?: Identifier<Constraint>;
+}
+
+// Keys tfjs-layers' Layer accepts or writes in getConfig.
+const LAYER_FIELDS = [
+  'name', 'trainable', 'dtype', 'inputShape', 'batchInputShape', 'batchSize', 'weights', 'inputDType',
+];
+
+export abstract class NormalizationLayer extends tfl.layers.Layer {
+  /** The name the tfjs serialization registry stores the class under. Each subclass sets its own. */
+  declare static className: string;
+  /** Config keys this class accepts beyond tfjs's Layer keys. Subclasses extend the list. */
+  static configFields: readonly string[] = [
+    'axis', 'epsilon', 'center', 'scale', 'betaInitializer', 'gammaInitializer',
+    'betaRegularizer', 'gammaRegularizer', 'betaConstraint', 'gammaConstraint',
+  ];
+
+  /** The axis as configured (may be negative). */
+  readonly axis: number;
+  readonly epsilon: number;
+  readonly center: boolean;
+  readonly scale: boolean;
+  protected readonly betaInitializer: Initializer;
+  protected readonly gammaInitializer: Initializer;
+  protected readonly betaRegularizer: Regularizer | null;
+  protected readonly gammaRegularizer: Regularizer | null;
+  protected readonly betaConstraint: Constraint | null;
+  protected readonly gammaConstraint: Constraint | null;
+
+  /** Learned scale, shape [channels]; null when `scale` is false. */
+  gamma: tfl.LayerVariable | null = null;
+  /** Learned offset, shape [channels]; null when `center` is false. */
+  beta: tfl.LayerVariable | null = null;
+  /** The channel axis resolved against the input rank; set by `build`. */
+  protected channelAxis = -1;
+
+  constructor(args: NormalizationLayerArgs = {}, defaultEpsilon = 1e-3) {
+    super(checkFields(new.target, args));
+    const name = this.describeLayer();
+    this.axis = checkNumber(name, 'axis', args.axis ?? -1, {integer: true});
+    this.epsilon = checkNumber(name, 'epsilon', args.epsilon ?? defaultEpsilon, {min: 0, minExclusive: true});
+    this.center = checkBoolean(name, 'center', args.center ?? true);
+    this.scale = checkBoolean(name, 'scale', args.scale ?? true);
+    this.betaInitializer = resolveInitializer(name, 'betaInitializer', args.betaInitializer, 'zeros');
+    this.gammaInitializer = resolveInitializer(name, 'gammaInitializer', args.gammaInitializer, 'ones');
+    this.betaRegularizer = resolveRegularizer(name, 'betaRegularizer', args.betaRegularizer);
+    this.gammaRegularizer = resolveRegularizer(name, 'gammaRegularizer', args.gammaRegularizer);
+    this.betaConstraint = resolveConstraint(name, 'betaConstraint', args.betaConstraint);
+    this.gammaConstraint = resolveConstraint(name, 'gammaConstraint', args.gammaConstraint);
+    this.supportsMasking = true;
+  }
+
+  /** `ClassName 'layer_name'`, for error messages. */
+  protected describeLayer(): string {
+    return `${(this.constructor as typeof NormalizationLayer).className} '${this.name}'`;
+  }
+
+  override build(inputShape: tfl.Shape | tfl.Shape[]): void {
+    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tfl.Shape;
+    if (Array.isArray(inputShape[0]) && inputShape.length !== 1) {
+      throw new Error(`${this.describeLayer()}: expected one input, received ${inputShape.length}.`);
+    }
+    const rank = shape.length;
+    const name = this.describeLayer();
+    if (rank < 2) {
+      throw new Error(`${name}: input must have rank >= 2 (batch and channels); received shape ${describeShape(shape)}.`);
+    }
+    const axis = this.axis < 0 ? this.axis + rank : this.axis;
+    if (axis < 1 || axis >= rank) {
+      throw configError(name, 'axis', this.axis,
+          `for input shape ${describeShape(shape)} (rank ${rank}) the channel axis must be in ` +
+          `[${-(rank - 1)}, ${rank - 1}] and not the batch axis 0`);
+    }
+    const channels = shape[axis];
+    if (channels == null || !(channels > 0)) {
+      throw new Error(`${name}: the channel axis ${this.axis} of input shape ${describeShape(shape)} ` +
+          `must have a defined size; it is ${channels}.`);
+    }
+    this.channelAxis = axis;
+    this.inputSpec = [{ndim: rank, axes: {[axis]: channels}}];
+    if (this.scale) {
+      this.gamma = this.addWeight('gamma', [channels], 'float32', this.gammaInitializer,
+          this.gammaRegularizer ?? undefined, true, this.gammaConstraint ?? undefined);
+    }
+    if (this.center) {
+      this.beta = this.addWeight('beta', [channels], 'float32', this.betaInitializer,
+          this.betaRegularizer ?? undefined, true, this.betaConstraint ?? undefined);
+    }
+    this.buildStatistics(shape, channels);
+    this.built = true;
+  }
+
+  /** Extension point: add weights beyond gamma/beta (moving statistics). */
+  protected buildStatistics(_inputShape: tfl.Shape, _channels: number): void {}
+
+  /**
+   * The training decision: batch statistics only when the caller asks for
+   * training (`model.fit` and `trainOnBatch` pass `training: true`) and the
+   * layer is trainable. `trainable: false` means inference mode with frozen
+   * statistics, as in TF2 Keras.
+   */
+  protected isTraining(kwargs: Kwargs): boolean {
+    return kwargs != null && kwargs.training === true && this.trainable;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor {
+    if (Array.isArray(inputs) && inputs.length !== 1) {
+      throw new Error(`${this.describeLayer()}: expected one input tensor, received ${inputs.length}.`);
+    }
+    const x = Array.isArray(inputs) ? inputs[0] : inputs;
+    if (x.dtype !== 'float32') {
+      throw new Error(`${this.describeLayer()}: input dtype must be float32; received ${x.dtype}.`);
+    }
+    const training = this.isTraining(kwargs);
+    return tf.tidy(() => this.normalize(x, training));
+  }
+
+  /** Extension point: the computation. Runs inside `tf.tidy`. */
+  protected abstract normalize(x: tf.Tensor, training: boolean): tf.Tensor;
+
+  override getConfig(): tf.serialization.ConfigDict {
+    const config: tf.serialization.ConfigDict = {
+      axis: this.axis,
+      epsilon: this.epsilon,
+      center: this.center,
+      scale: this.scale,
+      betaInitializer: serialize(this.betaInitializer),
+      gammaInitializer: serialize(this.gammaInitializer),
+      betaRegularizer: serialize(this.betaRegularizer),
+      gammaRegularizer: serialize(this.gammaRegularizer),
+      betaConstraint: serialize(this.betaConstraint),
+      gammaConstraint: serialize(this.gammaConstraint),
+    };
+    return {...super.getConfig(), ...config};
+  }
+}
+
+function describeShape(shape: tfl.Shape): string {
+  return `[${shape.map((d) => d == null ? 'null' : d).join(', ')}]`;
+}
+
+/** Rejects keys no class in the hierarchy declares, and non-object configs. */
+function checkFields(cls: Function, args: unknown): LayerArgs {
+  const className = (cls as typeof NormalizationLayer).className ?? cls.name;
+  if (args == null || typeof args !== 'object' || Array.isArray(args)) {
+    throw new Error(`${className}: config must be an object; received ${args === null ? 'null' : typeof args}.`);
+  }
+  const allowed = new Set([...LAYER_FIELDS, ...(cls as typeof NormalizationLayer).configFields]);
+  for (const key of Object.keys(args)) {
+    if (!allowed.has(key)) {
+      throw new Error(`${className}: unknown config field '${key}'; allowed fields are ` +
+          `${[...allowed].join(', ')}. A subclass declares its own fields in static configFields.`);
+    }
+  }
+  return args as LayerArgs;
+}
