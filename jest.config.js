@@ -4,6 +4,7 @@ module.exports = {
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
   transform: {'^.+\\.ts$': ['ts-jest', {tsconfig: 'tsconfig.json', diagnostics: {warnOnly: false}}]},
+  moduleNameMapper: {'^tfjs-normalization$': '<rootDir>/src/index.ts'},
   setupFiles: ['<rootDir>/test/setup.ts'],
   testTimeout: 120000,
 };
