@@ -53,9 +53,11 @@ export interface NormalizationLayerArgs extends LayerArgs {
   gammaConstraint?: Identifier<Constraint>;
 }
 
-// Keys tfjs-layers' Layer accepts or writes in getConfig.
+// Keys tfjs-layers' Layer accepts or writes in getConfig, and `customObjects`,
+// which tfjs's loader adds to every config it deserializes.
 const LAYER_FIELDS = [
   'name', 'trainable', 'dtype', 'inputShape', 'batchInputShape', 'batchSize', 'weights', 'inputDType',
+  'customObjects',
 ];
 
 export abstract class NormalizationLayer extends tfl.layers.Layer {
