@@ -1,3 +1,4 @@
 /** The ops, with their kernels and gradients registered on import. */
 export * from './batch_norm';
+export * from './group_norm';
 export {compositeKernel} from './registry';
