@@ -5,8 +5,14 @@
  */
 export {NormalizationLayer, NormalizationLayerArgs} from './layers/normalization_layer';
 export {BatchNormLayer, BatchNormLayerArgs} from './layers/batch_norm';
-export {batchNorm} from './layers/factories';
+export {BatchRenormLayer, BatchRenormLayerArgs, RenormClipping, RenormWarmup} from './layers/batch_renorm';
+export {
+  GroupNormLayer, GroupNormLayerArgs, AddonsGroupNormalization, AddonsInstanceNormalization,
+} from './layers/group_norm';
+export {batchNorm, batchRenorm, groupNorm, instanceNorm} from './layers/factories';
 export {
   batchNormTraining, batchNormInference, channelScaleOffset, foldScaleOffset, BatchNormTrainingArgs,
   BatchNormTrainingResult, RenormArgs,
 } from './kernels';
+// The op behind GroupNormLayer; `groupNorm` is the layer factory, as `batchNorm` is.
+export {groupNorm as groupNormOp, GroupNormArgs, GroupNormResult} from './kernels';

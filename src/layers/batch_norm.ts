@@ -88,9 +88,13 @@ export class BatchNormLayer extends NormalizationLayer {
 
   /** Moving-average update of the statistics after a training step. */
   protected updateStatistics(batch: BatchNormTrainingResult, count: number): void {
-    const variance = this.unbiasedVariance ? tf.mul(batch.variance, count / (count - 1)) : batch.variance;
     movingAverage(this.movingMean, batch.mean, this.momentum);
-    movingAverage(this.movingVariance, variance, this.momentum);
+    movingAverage(this.movingVariance, this.populationVariance(batch, count), this.momentum);
+  }
+
+  /** The batch variance the moving statistics follow: σ²_B (Keras) or, with `unbiasedVariance`, m/(m−1)·σ²_B. */
+  protected populationVariance(batch: BatchNormTrainingResult, count: number): tf.Tensor1D {
+    return this.unbiasedVariance ? tf.mul(batch.variance, count / (count - 1)) : batch.variance;
   }
 
   /** Values per channel in a batch; training needs at least two. */
@@ -102,14 +106,6 @@ export class BatchNormLayer extends NormalizationLayer {
           `Train with a batch of 2 or more, call the layer with training false, or use GroupNormLayer.`);
     }
     return count;
-  }
-
-  protected gammaValue(): tf.Tensor1D | null {
-    return this.gamma == null ? null : this.gamma.read() as tf.Tensor1D;
-  }
-
-  protected betaValue(): tf.Tensor1D | null {
-    return this.beta == null ? null : this.beta.read() as tf.Tensor1D;
   }
 
   override getConfig(): tf.serialization.ConfigDict {

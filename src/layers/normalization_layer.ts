@@ -172,6 +172,16 @@ export abstract class NormalizationLayer extends tfl.layers.Layer {
   /** Extension point: the computation. Runs inside `tf.tidy`. */
   protected abstract normalize(x: tf.Tensor, training: boolean): tf.Tensor;
 
+  /** gamma's value, or null when `scale` is off. */
+  protected gammaValue(): tf.Tensor1D | null {
+    return this.gamma == null ? null : this.gamma.read() as tf.Tensor1D;
+  }
+
+  /** beta's value, or null when `center` is off. */
+  protected betaValue(): tf.Tensor1D | null {
+    return this.beta == null ? null : this.beta.read() as tf.Tensor1D;
+  }
+
   override getConfig(): tf.serialization.ConfigDict {
     const config: tf.serialization.ConfigDict = {
       axis: this.axis,
