@@ -43,6 +43,7 @@ export class BatchNormLayer extends NormalizationLayer {
     ...NormalizationLayer.configFields,
     'momentum', 'movingMeanInitializer', 'movingVarianceInitializer', 'unbiasedVariance',
   ];
+  static override nonNegativeWeights: readonly string[] = ['moving_variance'];
 
   readonly momentum: number;
   readonly unbiasedVariance: boolean;

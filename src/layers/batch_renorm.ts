@@ -40,6 +40,9 @@ export class BatchRenormLayer extends BatchNormLayer {
   static override configFields: readonly string[] = [
     ...BatchNormLayer.configFields, 'renormClipping', 'renormMomentum', 'renormWarmup',
   ];
+  static override nonNegativeWeights: readonly string[] = [
+    ...BatchNormLayer.nonNegativeWeights, 'moving_stddev', 'renorm_stddev', 'renorm_step',
+  ];
 
   readonly renormClipping: RenormClipping;
   readonly renormMomentum: number;

@@ -53,6 +53,10 @@ export interface NormalizationLayerArgs extends LayerArgs {
   gammaConstraint?: Identifier<Constraint>;
 }
 
+// Per-channel weights are allocated at build, before a model file's weights are
+// read: a corrupt or hostile declared shape must not allocate gigabytes.
+const MAX_CHANNELS = 2 ** 24;
+
 // Keys tfjs-layers' Layer accepts or writes in getConfig, and `customObjects`,
 // which tfjs's loader adds to every config it deserializes.
 const LAYER_FIELDS = [
@@ -68,6 +72,8 @@ export abstract class NormalizationLayer extends tfl.layers.Layer {
     'axis', 'epsilon', 'center', 'scale', 'betaInitializer', 'gammaInitializer',
     'betaRegularizer', 'gammaRegularizer', 'betaConstraint', 'gammaConstraint',
   ];
+  /** Weight names whose values must be >= 0 when written from outside (variances, standard deviations). */
+  static nonNegativeWeights: readonly string[] = [];
 
   /** The axis as configured (may be negative). */
   readonly axis: number;
@@ -87,6 +93,8 @@ export abstract class NormalizationLayer extends tfl.layers.Layer {
   beta: tfl.LayerVariable | null = null;
   /** The channel axis resolved against the input rank; set by `build`. */
   protected channelAxis = -1;
+  // True while `call` runs: the layer's own statistics updates skip the value check.
+  private updatingOwnWeights = false;
 
   constructor(args: NormalizationLayerArgs = {}, defaultEpsilon = 1e-3) {
     super(checkFields(new.target, args));
@@ -130,6 +138,10 @@ export abstract class NormalizationLayer extends tfl.layers.Layer {
       throw new Error(`${name}: the channel axis ${this.axis} of input shape ${describeShape(shape)} ` +
           `must have a defined size; it is ${channels}.`);
     }
+    if (channels > MAX_CHANNELS) {
+      throw new Error(`${name}: the channel axis ${this.axis} of input shape ${describeShape(shape)} has ` +
+          `${channels} channels; at most ${MAX_CHANNELS} are supported.`);
+    }
     this.channelAxis = axis;
     this.inputSpec = [{ndim: rank, axes: {[axis]: channels}}];
     if (this.scale) {
@@ -166,7 +178,47 @@ export abstract class NormalizationLayer extends tfl.layers.Layer {
       throw new Error(`${this.describeLayer()}: input dtype must be float32; received ${x.dtype}.`);
     }
     const training = this.isTraining(kwargs);
-    return tf.tidy(() => this.normalize(x, training));
+    this.updatingOwnWeights = true;
+    try {
+      return tf.tidy(() => this.normalize(x, training));
+    } finally {
+      this.updatingOwnWeights = false;
+    }
+  }
+
+  /**
+   * Every weight checks values written from outside the layer (tf.loadLayersModel,
+   * setWeights, a direct `write`): dtype, shape, finite values, and no negative
+   * value in `nonNegativeWeights`. A poisoned model file fails at load with the
+   * layer and weight named instead of producing NaN later. The layer's own
+   * updates inside `call` skip the check, so training never waits on a data read.
+   */
+  protected override addWeight(...args: Parameters<tfl.layers.Layer['addWeight']>): tfl.LayerVariable {
+    const weight = super.addWeight(...args);
+    const write = weight.write.bind(weight);
+    weight.write = (value: tf.Tensor) => {
+      if (!this.updatingOwnWeights) this.checkWeightValue(args[0], weight, value);
+      return write(value);
+    };
+    return weight;
+  }
+
+  private checkWeightValue(name: string, weight: tfl.LayerVariable, value: tf.Tensor): void {
+    const where = `${this.describeLayer()}: weight '${name}'`;
+    if (value.dtype !== weight.dtype) {
+      throw new Error(`${where} must have dtype ${weight.dtype}; received ${value.dtype}.`);
+    }
+    if (!tf.util.arraysEqual(value.shape, weight.shape as number[])) {
+      throw new Error(`${where} must have shape ${describeShape(weight.shape)}; received ${describeShape(value.shape)}.`);
+    }
+    const nonNegative = (this.constructor as typeof NormalizationLayer).nonNegativeWeights.includes(name);
+    const values = value.dataSync();
+    for (let i = 0; i < values.length; i++) {
+      if (!Number.isFinite(values[i]) || (nonNegative && values[i] < 0)) {
+        throw new Error(`${where} holds ${values[i]} at index ${i}; expected finite values` +
+            `${nonNegative ? ' >= 0 (a variance or standard deviation)' : ''}.`);
+      }
+    }
   }
 
   /** Extension point: the computation. Runs inside `tf.tidy`. */
@@ -212,7 +264,8 @@ function checkFields(cls: Function, args: unknown): LayerArgs {
   const allowed = new Set([...LAYER_FIELDS, ...(cls as typeof NormalizationLayer).configFields]);
   for (const key of Object.keys(args)) {
     if (!allowed.has(key)) {
-      throw new Error(`${className}: unknown config field '${key}'; allowed fields are ` +
+      const name = typeof (args as LayerArgs).name === 'string' ? ` '${(args as LayerArgs).name}'` : '';
+      throw new Error(`${className}${name}: unknown config field '${key}'; allowed fields are ` +
           `${[...allowed].join(', ')}. A subclass declares its own fields in static configFields.`);
     }
   }
