@@ -16,7 +16,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {defineComposite, runKernel} from './registry';
-import {channelView, paramShape, reductionAxes, viewShape} from './view';
+import {sumPerSampleChannel} from './reduce';
+import {ChannelView, channelView, paramShape, viewShape} from './view';
 
 export const BATCH_NORM_TRAINING = 'TfjsNormalizationBatchNormTraining';
 export const BATCH_NORM_TRAINING_GRAD = 'TfjsNormalizationBatchNormTrainingGrad';
@@ -121,14 +122,28 @@ tf.registerGradient({
   },
 });
 
+/** Σ over every axis but the channel axis, shaped to broadcast against `viewShape(view)`. */
+function channelSum(t: tf.Tensor, view: ChannelView): tf.Tensor {
+  return tf.reshape(sumPerSampleChannel(t, 1, view.outer, view.channels, view.inner), paramShape(view));
+}
+
+// The composites evaluate the same formulas as the fused kernels in float32
+// tfjs ops, with every full-size reduction a matMul (./reduce.ts). The mean is
+// taken in two steps (a first estimate, then the mean of x minus it) so that
+// float32 sums stay accurate when the mean dwarfs the spread.
 defineComposite(BATCH_NORM_TRAINING, (inputs, attrs) => {
   const {x, gamma, beta, renormMean, renormStddev} = inputs;
   const {axis, epsilon, rmin, rmax, dmax} = attrs as unknown as Attrs;
   const view = channelView(x.shape, axis);
   const pShape = paramShape(view);
   const c = view.channels;
+  const n = view.outer * view.inner;
   const xv = tf.reshape(x, viewShape(view));
-  const {mean, variance} = tf.moments(xv, reductionAxes(view), true);
+  const roughMean = tf.div(channelSum(xv, view), n);
+  const shifted = tf.sub(xv, roughMean);
+  const meanShift = tf.div(channelSum(shifted, view), n);
+  const mean = tf.add(roughMean, meanShift);
+  const variance = tf.div(channelSum(tf.squaredDifference(shifted, meanShift), view), n);
   const std = tf.sqrt(tf.add(variance, epsilon));
   let r: tf.Tensor = tf.onesLike(std);
   let d: tf.Tensor = tf.zerosLike(std);
@@ -137,10 +152,12 @@ defineComposite(BATCH_NORM_TRAINING, (inputs, attrs) => {
     r = tf.clipByValue(tf.div(std, s), rmin, rmax);
     d = tf.clipByValue(tf.div(tf.sub(mean, tf.reshape(renormMean, pShape)), s), -dmax, dmax);
   }
-  let y = tf.div(tf.sub(xv, mean), std);
-  if (renormMean != null) y = tf.add(tf.mul(y, r), d);
-  y = tf.mul(y, tf.reshape(gamma, pShape));
-  if (beta != null) y = tf.add(y, tf.reshape(beta, pShape));
+  // y = γ·((x − μ)/σ·r + d) + β = shifted·scale + offset, two full-size passes.
+  const g = tf.reshape(gamma, pShape);
+  const scale = tf.div(tf.mul(g, r), std);
+  let offset = tf.sub(tf.mul(g, d), tf.mul(meanShift, scale));
+  if (beta != null) offset = tf.add(offset, tf.reshape(beta, pShape));
+  const y = tf.add(tf.mul(shifted, scale), offset);
   const perChannel = (t: tf.Tensor) => tf.reshape(t, [c]);
   return [tf.reshape(y, x.shape), perChannel(mean), perChannel(variance), perChannel(r), perChannel(d)];
 });
@@ -149,20 +166,21 @@ defineComposite(BATCH_NORM_TRAINING_GRAD, (inputs, attrs) => {
   const {dy, x, mean, variance, gamma, r, d} = inputs;
   const {axis, epsilon} = attrs as unknown as Attrs;
   const view = channelView(x.shape, axis);
-  const pShape = paramShape(view);
-  const axes = reductionAxes(view);
-  const param = (t: tf.Tensor) => tf.reshape(t, pShape);
+  const n = view.outer * view.inner;
+  const param = (t: tf.Tensor) => tf.reshape(t, paramShape(view));
   const invStd = tf.rsqrt(tf.add(param(variance), epsilon));
-  const xhat = tf.mul(tf.sub(tf.reshape(x, viewShape(view)), param(mean)), invStd);
+  const centered = tf.sub(tf.reshape(x, viewShape(view)), param(mean));
   const dyv = tf.reshape(dy, viewShape(view));
-  const gain = tf.mul(param(gamma), param(r));
-  const dyg = tf.mul(dyv, gain);
-  const meanDyg = tf.mean(dyg, axes, true);
-  const meanDygXhat = tf.mean(tf.mul(dyg, xhat), axes, true);
-  const dx = tf.mul(invStd, tf.sub(tf.sub(dyg, meanDyg), tf.mul(xhat, meanDygXhat)));
-  const sumDy = tf.sum(dyv, axes);
-  const dGamma = tf.add(tf.mul(tf.sum(tf.mul(dyv, xhat), axes), r), tf.mul(sumDy, d));
-  return [tf.reshape(dx, x.shape), dGamma, sumDy];
+  const sumDy = channelSum(dyv, view);
+  const sumDyXc = channelSum(tf.mul(dyv, centered), view);
+  // dx = γr/σ·(dy − mean(dy) − x̂·mean(dy·x̂)) = dy·gain + centered·q + k per channel.
+  const gain = tf.mul(tf.mul(param(gamma), param(r)), invStd);
+  const q = tf.neg(tf.div(tf.mul(tf.mul(gain, tf.square(invStd)), sumDyXc), n));
+  const k = tf.neg(tf.div(tf.mul(gain, sumDy), n));
+  const dx = tf.add(tf.mul(dyv, gain), tf.add(tf.mul(centered, q), k));
+  const channels = [view.channels];
+  const dGamma = tf.add(tf.mul(tf.mul(sumDyXc, invStd), param(r)), tf.mul(sumDy, param(d)));
+  return [tf.reshape(dx, x.shape), tf.reshape(dGamma, channels), tf.reshape(sumDy, channels)];
 });
 
 tf.registerGradient({
@@ -171,12 +189,12 @@ tf.registerGradient({
   gradFunc: (dy, saved, attrs) => {
     const [x, scale] = saved;
     const view = channelView(x.shape, (attrs as unknown as Attrs).axis);
-    const axes = reductionAxes(view);
     const dyv = tf.reshape(dy as tf.Tensor, viewShape(view));
+    const perChannel = (t: tf.Tensor) => tf.reshape(channelSum(t, view), [view.channels]);
     return {
       x: () => tf.reshape(tf.mul(dyv, tf.reshape(scale, paramShape(view))), x.shape),
-      scale: () => tf.sum(tf.mul(dyv, tf.reshape(x, viewShape(view))), axes),
-      offset: () => tf.sum(dyv, axes),
+      scale: () => perChannel(tf.mul(dyv, tf.reshape(x, viewShape(view)))),
+      offset: () => perChannel(dyv),
     };
   },
 });

@@ -2,3 +2,5 @@
 export * from './batch_norm';
 export * from './group_norm';
 export {compositeKernel} from './registry';
+// Fused cpu kernels; other backends take the composite ones.
+import './cpu';
