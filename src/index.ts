@@ -16,3 +16,5 @@ export {
 } from './kernels';
 // The op behind GroupNormLayer; `groupNorm` is the layer factory, as `batchNorm` is.
 export {groupNorm as groupNormOp, GroupNormArgs, GroupNormResult} from './kernels';
+// Deployment tools.
+export {foldBatchNorm, FoldResult} from './tools/fold';

@@ -1,0 +1,55 @@
+/**
+ * One view of every layer that keeps batch statistics for inference (this
+ * package's BatchNormLayer and BatchRenormLayer, and tfjs's built-in
+ * BatchNormalization), so the deployment tools treat them alike.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import {BatchNormLayer} from '../layers/batch_norm';
+
+type LayerClass = new (...args: never[]) => tfl.layers.Layer;
+
+/**
+ * tfjs's own BatchNormalization class, read from the registry when this module
+ * loads (before `registerKerasAliases` can put another class under its name).
+ */
+export const builtinBatchNormalization: LayerClass =
+    tf.serialization.SerializationMap.getMap().classNameMap['BatchNormalization'][0] as unknown as LayerClass;
+
+export interface BatchStatistics {
+  layer: tfl.layers.Layer;
+  /** The channel axis, non-negative. */
+  axis: number;
+  epsilon: number;
+  gamma: tfl.LayerVariable | null;
+  beta: tfl.LayerVariable | null;
+  movingMean: tfl.LayerVariable;
+  movingVariance: tfl.LayerVariable;
+  /** BatchRenormLayer only: kept equal to √(moving variance + ε). */
+  movingStddev: tfl.LayerVariable | null;
+}
+
+export function isBatchStatisticsLayer(layer: tfl.layers.Layer): boolean {
+  return layer instanceof BatchNormLayer || layer instanceof builtinBatchNormalization;
+}
+
+/** The statistics of a built batch-statistics layer, or null for any other layer. */
+export function batchStatistics(layer: tfl.layers.Layer): BatchStatistics | null {
+  if (!isBatchStatisticsLayer(layer)) return null;
+  if (!layer.built) throw new Error(`${layer.getClassName()} '${layer.name}': the layer is not built; build the model first.`);
+  const config = layer.getConfig();
+  const rank = layer.inputSpec?.[0]?.ndim;
+  const axis = config.axis as number;
+  if (rank == null) throw new Error(`${layer.getClassName()} '${layer.name}': the input rank is unknown.`);
+  const weight = (name: string) => layer.weights.find((w) => w.originalName.endsWith(`/${name}`)) ?? null;
+  return {
+    layer,
+    axis: axis < 0 ? axis + rank : axis,
+    epsilon: config.epsilon as number,
+    gamma: weight('gamma'),
+    beta: weight('beta'),
+    movingMean: weight('moving_mean')!,
+    movingVariance: weight('moving_variance')!,
+    movingStddev: weight('moving_stddev'),
+  };
+}
