@@ -1,0 +1,73 @@
+/** A dependency-free SVG line chart: accuracy against batch size on a log-2 x axis. */
+
+export interface Series {
+  label: string;
+  /** x > 0 (plotted as log2 x), y in [0, 1]. */
+  points: Array<{x: number; y: number}>;
+}
+
+export interface ChartText {
+  title: string;
+  subtitle: string;
+  xLabel: string;
+  yLabel: string;
+}
+
+const COLORS = ['#7f7f7f', '#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2'];
+const WIDTH = 760;
+const HEIGHT = 460;
+const PLOT = {left: 70, top: 60, right: 540, bottom: 390};
+
+export function lineChart(series: Series[], text: ChartText): string {
+  const xs = series.flatMap((s) => s.points.map((p) => p.x));
+  const ys = series.flatMap((s) => s.points.map((p) => p.y)).filter(Number.isFinite);
+  const xMin = Math.log2(Math.min(...xs));
+  const xMax = Math.log2(Math.max(...xs));
+  // Round the y range out to whole 5% steps so the ticks fall on round numbers.
+  const yMin = Math.max(0, Math.floor(Math.min(...ys) * 20 - 0.5) / 20);
+  const yMax = Math.min(1, Math.ceil(Math.max(...ys) * 20 + 0.5) / 20);
+  const px = (x: number) => PLOT.left + (xMax === xMin ? 0.5 : (Math.log2(x) - xMin) / (xMax - xMin)) *
+      (PLOT.right - PLOT.left);
+  const py = (y: number) => PLOT.bottom - (y - yMin) / (yMax - yMin) * (PLOT.bottom - PLOT.top);
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" ` +
+        `viewBox="0 0 ${WIDTH} ${HEIGHT}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${WIDTH}" height="${HEIGHT}" fill="white"/>`,
+    `<text x="${WIDTH / 2}" y="24" text-anchor="middle" font-size="16">${escape(text.title)}</text>`,
+    `<text x="${WIDTH / 2}" y="42" text-anchor="middle" fill="#555">${escape(text.subtitle)}</text>`,
+  ];
+  for (const x of [...new Set(xs)].sort((a, b) => a - b)) {
+    out.push(`<line x1="${f(px(x))}" y1="${PLOT.top}" x2="${f(px(x))}" y2="${PLOT.bottom}" stroke="#eee"/>`,
+        `<text x="${f(px(x))}" y="${PLOT.bottom + 18}" text-anchor="middle">${x}</text>`);
+  }
+  for (let y = yMin; y <= yMax + 1e-9; y += 0.05) {
+    out.push(`<line x1="${PLOT.left}" y1="${f(py(y))}" x2="${PLOT.right}" y2="${f(py(y))}" stroke="#eee"/>`,
+        `<text x="${PLOT.left - 8}" y="${f(py(y) + 4)}" text-anchor="end">${Math.round(y * 100)}%</text>`);
+  }
+  out.push(`<rect x="${PLOT.left}" y="${PLOT.top}" width="${PLOT.right - PLOT.left}" ` +
+      `height="${PLOT.bottom - PLOT.top}" fill="none" stroke="#333"/>`,
+  `<text x="${(PLOT.left + PLOT.right) / 2}" y="${PLOT.bottom + 42}" text-anchor="middle">` +
+      `${escape(text.xLabel)}</text>`,
+  `<text transform="translate(20 ${(PLOT.top + PLOT.bottom) / 2}) rotate(-90)" text-anchor="middle">` +
+      `${escape(text.yLabel)}</text>`);
+  series.forEach((s, i) => {
+    const color = COLORS[i % COLORS.length];
+    const points = s.points.filter((p) => Number.isFinite(p.y)).sort((a, b) => a.x - b.x);
+    out.push(`<polyline fill="none" stroke="${color}" stroke-width="2" ` +
+        `points="${points.map((p) => `${f(px(p.x))},${f(py(p.y))}`).join(' ')}"><title>${escape(s.label)}</title></polyline>`);
+    for (const p of points) out.push(`<circle cx="${f(px(p.x))}" cy="${f(py(p.y))}" r="3" fill="${color}"/>`);
+    const ly = PLOT.top + 10 + i * 22;
+    out.push(`<line x1="${PLOT.right + 20}" y1="${ly}" x2="${PLOT.right + 44}" y2="${ly}" stroke="${color}" ` +
+        `stroke-width="2"/>`, `<text x="${PLOT.right + 50}" y="${ly + 4}">${escape(s.label)}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}
+
+function f(v: number): string {
+  return v.toFixed(1);
+}
+
+function escape(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
