@@ -81,7 +81,12 @@ export function renormLimits(clipping: RenormClipping, warmup: RenormWarmup | nu
   if (warmup == null) return {rmin, rmax, dmax};
   const fr = progress(step, warmup.plainSteps, warmup.rmaxReachedAt);
   const fd = progress(step, warmup.plainSteps, warmup.dmaxReachedAt);
-  return {rmin: 1 + (rmin - 1) * fr, rmax: 1 + (rmax - 1) * fr, dmax: dmax * fd};
+  return {rmin: lerp(1, rmin, fr), rmax: lerp(1, rmax, fr), dmax: lerp(0, dmax, fd)};
+}
+
+/** Exact at both ends, so the schedule ends on the configured limits. */
+function lerp(from: number, to: number, f: number): number {
+  return (1 - f) * from + f * to;
 }
 
 /** 0 up to `start`, 1 from `end`, linear in between. */
