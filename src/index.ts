@@ -18,3 +18,4 @@ export {
 export {groupNorm as groupNormOp, GroupNormArgs, GroupNormResult} from './kernels';
 // Deployment tools.
 export {foldBatchNorm, FoldResult} from './tools/fold';
+export {recalibrateStatistics, CalibrationBatch, DatasetLike, RecalibrationResult} from './tools/recalibrate';
