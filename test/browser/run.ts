@@ -91,6 +91,7 @@ async function main(): Promise<number> {
 /** Null when the webgl backend initializes in this Chromium, else why it did not. */
 async function probeWebgl(browser: Browser, url: string): Promise<string | null> {
   const {page, errors} = await browser.blankPage(url);
+  page.on('console', (msg) => { if (msg.type() === 'warning' || msg.type() === 'error') errors.push(msg.text()); });
   const probe = await page.evaluate(async () => {
     const {tf} = window as unknown as PageWindow;
     const ok = await tf.setBackend('webgl');
@@ -104,7 +105,7 @@ async function probeWebgl(browser: Browser, url: string): Promise<string | null>
   });
   await page.close();
   if (!probe.ok) {
-    const reason = `the tfjs webgl backend did not initialize in headless Chromium (${errors.join('; ') || 'no page error'})`;
+    const reason = `the tfjs webgl backend did not initialize in headless Chromium (${errors.join('; ') || 'no message from the page'})`;
     console.log(loud(reason));
     return reason;
   }
