@@ -149,8 +149,11 @@ defineComposite(BATCH_NORM_TRAINING, (inputs, attrs) => {
   let d: tf.Tensor = tf.zerosLike(std);
   if (renormMean != null && renormStddev != null) {
     const s = tf.maximum(tf.reshape(renormStddev, pShape), Math.sqrt(epsilon));
-    r = tf.clipByValue(tf.div(std, s), rmin, rmax);
-    d = tf.clipByValue(tf.div(tf.sub(mean, tf.reshape(renormMean, pShape)), s), -dmax, dmax);
+    // minimum/maximum, not clipByValue: the wasm backend's clip returns uninitialized
+    // memory when a limit is a double that rounds to ±0 in float32 (e.g. dmax 5e-324).
+    const clip = (t: tf.Tensor, lo: number, hi: number) => tf.minimum(tf.maximum(t, lo), hi);
+    r = clip(tf.div(std, s), rmin, rmax);
+    d = clip(tf.div(tf.sub(mean, tf.reshape(renormMean, pShape)), s), -dmax, dmax);
   }
   // y = γ·((x − μ)/σ·r + d) + β = shifted·scale + offset, two full-size passes.
   const g = tf.reshape(gamma, pShape);
