@@ -2,26 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {BatchNormLayer} from '../../src';
 import {randomData} from '../helpers/reference';
-
-async function roundTrip(model: tfl.LayersModel): Promise<{loaded: tfl.LayersModel; artifacts: tf.io.ModelArtifacts}> {
-  let artifacts!: tf.io.ModelArtifacts;
-  await model.save(tf.io.withSaveHandler(async (a) => {
-    artifacts = a;
-    return {modelArtifactsInfo: {dateSaved: new Date(), modelTopologyType: 'JSON'}};
-  }));
-  // A JSON round trip of the topology, as a file on disk would give.
-  const copy = {...artifacts, modelTopology: JSON.parse(JSON.stringify(artifacts.modelTopology))};
-  return {loaded: await tfl.loadLayersModel(tf.io.fromMemory(copy)), artifacts};
-}
-
-function expectIdenticalWeights(a: tfl.LayersModel, b: tfl.LayersModel): void {
-  const wa = a.weights;
-  const wb = b.weights;
-  expect(wb.map((w) => w.originalName)).toEqual(wa.map((w) => w.originalName));
-  wa.forEach((w, i) => {
-    expect(Buffer.from(wb[i].read().dataSync().buffer).equals(Buffer.from(w.read().dataSync().buffer))).toBe(true);
-  });
-}
+import {expectIdenticalWeights, roundTrip} from '../helpers/round_trip';
 
 describe('BatchNormLayer save and load', () => {
   it('Dense → BatchNormLayer: trained with fit, reloaded bit-identical, same predictions', async () => {
