@@ -82,6 +82,19 @@ describe('BatchRenormLayer against a float64 reference of Keras renorm, step by 
     expect(Math.max(...step.r)).toBeGreaterThan(2);
     expect(maxRelError(y.dataSync(), step.y.data)).toBeLessThan(1e-5);
   });
+
+  it('unbiasedVariance: moving_stddev follows √(m/(m−1)·σ²_B + ε); the renorm statistics stay biased', () => {
+    const shape = [5, 2, 3];
+    const layer = built(shape, {axis: 1, momentum: 0.5, renormMomentum: 0.5, unbiasedVariance: true});
+    const xData = randomData(30, 17, 1, 2);
+    layer.apply(tf.tensor(xData, shape), {training: true});
+    const {variance} = channelMoments(ref(shape, xData), 1);
+    const [, , , mv, ms, , rs] = layer.getWeights().map((w) => w.dataSync());
+    const movingStddev = variance.map((v) => 0.5 + 0.5 * Math.sqrt(v * 15 / 14 + 1e-3));
+    expect(maxRelError(ms, movingStddev)).toBeLessThan(1e-6);
+    expect(maxRelError(mv, movingStddev.map((s) => s * s - 1e-3))).toBeLessThan(1e-6);
+    expect(maxRelError(rs, variance.map((v) => 0.5 + 0.5 * Math.sqrt(v + 1e-3)))).toBeLessThan(1e-6);
+  });
 });
 
 describe('BatchRenormLayer with rmax = rmin = 1 and dmax = 0 is BatchNormLayer', () => {
