@@ -102,7 +102,7 @@ function buildModel() {
   const relu = () => tf.layers.activation({activation: 'relu'});
   const model = tf.sequential({layers: [
     dense({inputShape: [2]}), tfnorm.batchNorm({momentum: 0.9}), relu(),
-    dense({}), tfnorm.batchRenorm({momentum: 0.9, renormMomentum: 0.9, renormClipping: {rmax: 3, rmin: 1 / 3, dmax: 5}}), relu(),
+    dense({}), tfnorm.batchRenorm({momentum: 0.9, renormMomentum: 0.9, renormClipping: {rmax: 3, dmax: 5}}), relu(),
     dense({}), tfnorm.groupNorm({groups: 8}), relu(),
     tf.layers.dense({units: 1, activation: 'sigmoid'}),
   ]});
@@ -156,7 +156,7 @@ function showResult(comparison, accuracy) {
 function drawLoss(canvas, losses, epochs) {
   const ctx = canvas.getContext('2d');
   const pad = 30;
-  const top = Math.max(...losses);
+  const top = 1.1 * Math.max(...losses);
   ctx.clearRect(0, 0, canvas.width, canvas.height);
   ctx.strokeStyle = '#999';
   ctx.strokeRect(pad, 10, canvas.width - pad - 10, canvas.height - pad - 10);

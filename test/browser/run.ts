@@ -74,7 +74,7 @@ async function main(): Promise<number> {
     runner.test(`webgl: BatchNormLayer matches tf.layers.batchNormalization, all layers match cpu (${WEBGL_TOLERANCE})`,
         () => compareOnWebgl(browser, server.url), needsWebgl);
 
-    runner.test('ESM build through a bundler: one copy of tfjs, layers registered, save/load round trip',
+    runner.test('ESM build as tfjs-normalization/browser in a bundler: one copy of tfjs, layers registered, save/load',
         () => esmThroughBundler(browser, server.url));
 
     const summary = await runner.run();
@@ -285,14 +285,17 @@ async function esmThroughBundler(browser: Browser, url: string): Promise<void> {
   const app = await esbuild.build({
     stdin: {
       contents: `import * as tf from '@tensorflow/tfjs';
-import * as tfnorm from './dist/browser/tfjs-normalization.esm.js';
+import * as tfnorm from 'tfjs-normalization/browser';
 Object.assign(window, {tf, tfnorm});`,
       resolveDir: ROOT, loader: 'js',
     },
     bundle: true, format: 'iife', platform: 'browser', write: false, metafile: true, logLevel: 'silent',
   });
-  const copies = (pkg: string) => new Set(Object.keys(app.metafile!.inputs)
-      .map((p) => p.match(new RegExp(`^(.*node_modules/@tensorflow/${pkg})/`))?.[1]).filter((p) => p != null));
+  const inputs = Object.keys(app.metafile!.inputs);
+  assert(inputs.includes('dist/browser/tfjs-normalization.esm.js'),
+      `'tfjs-normalization/browser' did not resolve to the ESM build: ${inputs.filter((p) => !p.includes('node_modules'))}`);
+  const copies = (pkg: string) => new Set(inputs.map((p) => p.match(new RegExp(`^(.*node_modules/@tensorflow/${pkg})/`))?.[1])
+      .filter((p) => p != null));
   for (const pkg of ['tfjs-core', 'tfjs-layers']) {
     assert(copies(pkg).size === 1, `${pkg} bundled from ${[...copies(pkg)].join(', ') || 'nowhere'}`);
   }
