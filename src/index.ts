@@ -19,3 +19,5 @@ export {groupNorm as groupNormOp, GroupNormArgs, GroupNormResult} from './kernel
 // Deployment tools.
 export {foldBatchNorm, FoldResult} from './tools/fold';
 export {recalibrateStatistics, CalibrationBatch, DatasetLike, RecalibrationResult} from './tools/recalibrate';
+// Keras interop: importing registers Keras 3 InputLayer support; BatchNormalization aliasing is opt-in.
+export {registerKerasAliases, unregisterKerasAliases, batchNormFromKerasConfig} from './tools/keras';

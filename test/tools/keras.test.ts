@@ -1,0 +1,217 @@
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import * as fs from 'fs';
+import * as path from 'path';
+import {
+  AddonsGroupNormalization, AddonsInstanceNormalization, BatchNormLayer, BatchRenormLayer, batchNormFromKerasConfig,
+  fileSystem, GroupNormLayer, registerKerasAliases, unregisterKerasAliases,
+} from '../../src/io';
+import {maxRelError, normalizeRef, randomData, Ref} from '../helpers/reference';
+
+const FIXTURES = path.join(__dirname, '..', 'fixtures', 'keras');
+const EPS = 0.001;
+
+/** The fixture's weights by name, read from the .bin as little-endian float32, independently of tfjs. */
+function fixtureWeights(name: string): Record<string, number[]> {
+  const json = JSON.parse(fs.readFileSync(path.join(FIXTURES, name, 'model.json'), 'utf8'));
+  const [group] = json.weightsManifest;
+  const bin = fs.readFileSync(path.join(FIXTURES, name, group.paths[0]));
+  const out: Record<string, number[]> = {};
+  let offset = 0;
+  for (const w of group.weights as Array<{name: string; shape: number[]}>) {
+    const size = w.shape.reduce((a, b) => a * b, 1);
+    out[w.name] = Array.from({length: size}, (_, i) => bin.readFloatLE(offset + 4 * i));
+    offset += 4 * size;
+  }
+  expect(offset).toBe(bin.length);
+  return out;
+}
+
+const load = (name: string) => tfl.loadLayersModel(fileSystem(path.join(FIXTURES, name)));
+
+function denseRef(x: Ref, W: number[], b: number[]): Ref {
+  const [n, k] = x.shape;
+  const units = b.length;
+  const data = new Float64Array(n * units);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < units; j++) {
+      let s = b[j];
+      for (let q = 0; q < k; q++) s += x.data[i * k + q] * W[q * units + j];
+      data[i * units + j] = s;
+    }
+  }
+  return {shape: [n, units], data};
+}
+
+/** Valid 2-D convolution, stride 1, NHWC input, kernel [kh, kw, in, out]. */
+function conv2dRef(x: Ref, kernel: number[], kernelShape: number[], b: number[]): Ref {
+  const [n, h, w, cin] = x.shape;
+  const [kh, kw, , cout] = kernelShape;
+  const oh = h - kh + 1;
+  const ow = w - kw + 1;
+  const data = new Float64Array(n * oh * ow * cout);
+  for (let s = 0; s < n; s++) {
+    for (let i = 0; i < oh; i++) {
+      for (let j = 0; j < ow; j++) {
+        for (let o = 0; o < cout; o++) {
+          let acc = b[o];
+          for (let di = 0; di < kh; di++) {
+            for (let dj = 0; dj < kw; dj++) {
+              for (let c = 0; c < cin; c++) {
+                acc += x.data[((s * h + i + di) * w + j + dj) * cin + c] * kernel[((di * kw + dj) * cin + c) * cout + o];
+              }
+            }
+          }
+          data[((s * oh + i) * ow + j) * cout + o] = acc;
+        }
+      }
+    }
+  }
+  return {shape: [n, oh, ow, cout], data};
+}
+
+/** Keras GroupNormalization on the last axis: statistics per sample and group over all other axes. */
+function groupNormRef(x: Ref, groups: number, gamma: number[], beta: number[], eps: number): Ref {
+  const c = x.shape[x.shape.length - 1];
+  const n = x.shape[0];
+  const spatial = x.data.length / (n * c);
+  const per = c / groups;
+  const data = new Float64Array(x.data.length);
+  for (let s = 0; s < n; s++) {
+    for (let g = 0; g < groups; g++) {
+      const idx: number[] = [];
+      for (let p = 0; p < spatial; p++) for (let k = g * per; k < (g + 1) * per; k++) idx.push((s * spatial + p) * c + k);
+      const mean = idx.reduce((a, i) => a + x.data[i], 0) / idx.length;
+      const variance = idx.reduce((a, i) => a + (x.data[i] - mean) ** 2, 0) / idx.length;
+      for (const i of idx) data[i] = gamma[i % c] * (x.data[i] - mean) / Math.sqrt(variance + eps) + beta[i % c];
+    }
+  }
+  return {shape: x.shape, data};
+}
+
+function input(shape: number[], seed: number): {x: tf.Tensor; ref: Ref} {
+  const values = randomData(shape.reduce((a, b) => a * b, 1), seed, 0.5, 2);
+  return {x: tf.tensor(values, shape), ref: {shape, data: Float64Array.from(values)}};
+}
+
+function expectClose(model: tfl.LayersModel, x: tf.Tensor, expected: Ref): void {
+  const y = model.predict(x) as tf.Tensor;
+  expect(y.shape).toEqual(expected.shape);
+  expect(maxRelError(y.dataSync(), expected.data)).toBeLessThan(1e-5);
+}
+
+afterEach(() => unregisterKerasAliases());
+
+describe('tf.keras 2.x BatchNormalization with registerKerasAliases()', () => {
+  it('Dense → BatchNormalization(renorm=True) loads as BatchRenormLayer with all seven weights', async () => {
+    registerKerasAliases();
+    const model = await load('tf2_dense_renorm');
+    const bn = model.getLayer('batch_normalization') as BatchRenormLayer;
+    expect(bn).toBeInstanceOf(BatchRenormLayer);
+    expect(bn.name).toBe('batch_normalization');
+    expect(bn.renormClipping).toEqual({rmax: 3, rmin: 0.3333, dmax: 5});
+    expect(bn.renormMomentum).toBe(0.99);
+    const w = fixtureWeights('tf2_dense_renorm');
+    const names = ['gamma', 'beta', 'moving_mean', 'moving_variance', 'moving_stddev', 'renorm_mean', 'renorm_stddev'];
+    expect(bn.weights.map((v) => v.originalName)).toEqual(names.map((n) => `batch_normalization/${n}`));
+    bn.weights.forEach((v) => expect(Array.from(v.read().dataSync())).toEqual(w[v.originalName]));
+
+    const {x, ref} = input([6, 5], 1);
+    const z = denseRef(ref, w['dense/kernel'], w['dense/bias']);
+    const b = (n: string) => w[`batch_normalization/${n}`];
+    expectClose(model, x, normalizeRef(z, 1, b('moving_mean'), b('moving_variance'), EPS, b('gamma'), b('beta')));
+  });
+
+  it('Conv2D → BatchNormalization(axis [3]) loads as BatchNormLayer on axis 3', async () => {
+    registerKerasAliases();
+    const model = await load('tf2_conv_bn');
+    const bn = model.getLayer('batch_normalization') as BatchNormLayer;
+    expect(bn.getClassName()).toBe('BatchNormLayer');
+    expect(bn.axis).toBe(3);
+    const w = fixtureWeights('tf2_conv_bn');
+    const {x, ref} = input([2, 4, 4, 2], 2);
+    const z = conv2dRef(ref, w['conv2d/kernel'], [2, 2, 2, 3], w['conv2d/bias']);
+    const b = (n: string) => w[`batch_normalization/${n}`];
+    expectClose(model, x, normalizeRef(z, 3, b('moving_mean'), b('moving_variance'), EPS, b('gamma'), b('beta')));
+  });
+
+  it('a reloaded model saves as this package\'s classes and loads again without the aliases', async () => {
+    registerKerasAliases();
+    const model = await load('tf2_dense_renorm');
+    let saved: tf.io.ModelArtifacts | undefined;
+    await model.save(tf.io.withSaveHandler(async (a) => {
+      saved = a;
+      return {modelArtifactsInfo: {dateSaved: new Date(), modelTopologyType: 'JSON'}};
+    }));
+    unregisterKerasAliases();
+    expect(JSON.stringify(saved!.modelTopology)).toContain('"class_name":"BatchRenormLayer"');
+    const again = await tfl.loadLayersModel(tf.io.fromMemory(saved!));
+    const {x} = input([3, 5], 3);
+    expect((again.predict(x) as tf.Tensor).dataSync()).toEqual((model.predict(x) as tf.Tensor).dataSync());
+  });
+
+  it('virtual_batch_size fails clearly', async () => {
+    registerKerasAliases();
+    await expect(load('tf2_virtual_batch')).rejects.toThrow(
+        "BatchNormalization 'batch_normalization': invalid virtual_batch_size 2; ghost batch normalization " +
+        '(virtual_batch_size) is not supported');
+  });
+
+  it('without the aliases, tfjs fails on the renorm weights (the reason to opt in), and unregister restores tfjs', async () => {
+    await expect(load('tf2_dense_renorm')).rejects.toThrow(/Provided weight data has no target variable/);
+    registerKerasAliases();
+    unregisterKerasAliases();
+    const registered = tf.serialization.SerializationMap.getMap().classNameMap['BatchNormalization'][0];
+    expect(new (registered as unknown as new (a: object) => tfl.layers.Layer)({})).toBeInstanceOf(
+        tfl.layers.batchNormalization({}).constructor);
+  });
+});
+
+describe('Keras config translation', () => {
+  const base = {name: 'bn', axis: [1], epsilon: 0.01};
+
+  it('accepts fused, synchronized and null renorm_clipping; one-element axis lists', () => {
+    const plain = batchNormFromKerasConfig({...base, fused: true, synchronized: true});
+    expect(plain.getClassName()).toBe('BatchNormLayer');
+    expect(plain.axis).toBe(1);
+    const renorm = batchNormFromKerasConfig({...base, renorm: true, renormClipping: null, renormMomentum: 0.9});
+    expect(renorm).toBeInstanceOf(BatchRenormLayer);
+    expect((renorm as BatchRenormLayer).renormClipping).toEqual({});
+    expect((renorm as BatchRenormLayer).renormMomentum).toBe(0.9);
+    const policy = {module: 'keras', className: 'DTypePolicy', config: {name: 'float32'}, registeredName: null};
+    expect(batchNormFromKerasConfig({...base, batchInputShape: [null, 4], dtype: policy}).dtype).toBe('float32');
+  });
+
+  it('refuses what it cannot honour', () => {
+    expect(() => batchNormFromKerasConfig({...base, axis: [1, 2]})).toThrow(
+        "BatchNormalization 'bn': invalid axis [1,2]; this package normalizes over one channel axis");
+    expect(() => batchNormFromKerasConfig({...base, adjustment: 'lambda'})).toThrow(
+        "BatchNormalization 'bn': invalid adjustment \"lambda\"; an adjustment function cannot be honoured");
+    expect(() => batchNormFromKerasConfig({...base, fused: 'yes'})).toThrow(
+        "BatchNormalization 'bn': invalid fused \"yes\"; expected true, false or null");
+    expect(() => batchNormFromKerasConfig({...base, momentun: 0.9})).toThrow(/unknown config field 'momentun'/);
+  });
+});
+
+describe('group normalization models load on import', () => {
+  it('Keras 3 GroupNormalization (batch_shape input, module/registered_name initializers)', async () => {
+    const model = await load('keras3_group_norm');
+    const gn = model.getLayer('group_normalization') as GroupNormLayer;
+    expect(gn).toBeInstanceOf(GroupNormLayer);
+    expect(gn.groups).toBe(3);
+    expect(model.inputs[0].shape).toEqual([null, 3, 3, 6]);
+    const w = fixtureWeights('keras3_group_norm');
+    const {x, ref} = input([2, 3, 3, 6], 4);
+    expectClose(model, x, groupNormRef(ref, 3, w['group_normalization/gamma'], w['group_normalization/beta'], EPS));
+  });
+
+  it('TensorFlow Addons GroupNormalization and InstanceNormalization', async () => {
+    const model = await load('addons_group_instance');
+    expect(model.getLayer('group_normalization')).toBeInstanceOf(AddonsGroupNormalization);
+    expect(model.getLayer('instance_normalization')).toBeInstanceOf(AddonsInstanceNormalization);
+    const w = fixtureWeights('addons_group_instance');
+    const {x, ref} = input([3, 2, 2, 4], 5);
+    const g = groupNormRef(ref, 2, w['group_normalization/gamma'], w['group_normalization/beta'], EPS);
+    expectClose(model, x, groupNormRef(g, 4, w['instance_normalization/gamma'], w['instance_normalization/beta'], EPS));
+  });
+});
