@@ -7,6 +7,7 @@ import {
   fileSystem, GroupNormLayer, registerKerasAliases, unregisterKerasAliases,
 } from '../../src/io';
 import {maxRelError, normalizeRef, randomData, Ref} from '../helpers/reference';
+import {denseRef} from './helpers';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'keras');
 const EPS = 0.001;
@@ -28,20 +29,6 @@ function fixtureWeights(name: string): Record<string, number[]> {
 }
 
 const load = (name: string) => tfl.loadLayersModel(fileSystem(path.join(FIXTURES, name)));
-
-function denseRef(x: Ref, W: number[], b: number[]): Ref {
-  const [n, k] = x.shape;
-  const units = b.length;
-  const data = new Float64Array(n * units);
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j < units; j++) {
-      let s = b[j];
-      for (let q = 0; q < k; q++) s += x.data[i * k + q] * W[q * units + j];
-      data[i * units + j] = s;
-    }
-  }
-  return {shape: [n, units], data};
-}
 
 /** Valid 2-D convolution, stride 1, NHWC input, kernel [kh, kw, in, out]. */
 function conv2dRef(x: Ref, kernel: number[], kernelShape: number[], b: number[]): Ref {

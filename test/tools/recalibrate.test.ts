@@ -3,7 +3,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import * as tfd from '@tensorflow/tfjs-data';
 import {BatchNormLayer, BatchRenormLayer, recalibrateStatistics} from '../../src';
 import {channelMoments, maxRelError, normalizeRef, randomData, Ref, ref} from '../helpers/reference';
-import {randomizeWeights} from './helpers';
+import {denseRef, randomizeWeights} from './helpers';
 
 const EPS1 = 1e-3;
 const EPS2 = 0.01;
@@ -20,20 +20,10 @@ function denseModel(): tfl.Sequential {
   return model;
 }
 
-/** x·W + b, then `act`, in float64. */
-function denseRef(x: Ref, layer: tfl.layers.Layer, act: (v: number) => number = (v) => v): Ref {
+/** A Dense layer of the model, in float64. */
+function denseLayerRef(x: Ref, layer: tfl.layers.Layer, act?: (v: number) => number): Ref {
   const [W, b] = layer.getWeights().map((t) => t.dataSync());
-  const [n, k] = x.shape;
-  const units = b.length;
-  const out = new Float64Array(n * units);
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j < units; j++) {
-      let s = b[j];
-      for (let q = 0; q < k; q++) s += x.data[i * k + q] * W[q * units + j];
-      out[i * units + j] = act(s);
-    }
-  }
-  return {shape: [n, units], data: out};
+  return denseRef(x, W, b, act);
 }
 
 /** The paper's population statistics of per-batch activations: E[μ_B] and E[m/(m−1)·σ²_B]. */
@@ -53,10 +43,10 @@ function expectStatistics(layer: BatchNormLayer, expected: {mean: number[]; vari
 /** The expected statistics of b1 and b2, layer by layer, in float64. */
 function denseReference(model: tfl.Sequential, xs: Float32Array[], sizes: number[]) {
   const inputs = xs.map((x, i) => ref([sizes[i], 6], x));
-  const h1 = inputs.map((x) => denseRef(x, model.getLayer('d1')));
+  const h1 = inputs.map((x) => denseLayerRef(x, model.getLayer('d1')));
   const p1 = population(h1, 1);
   const [g1, be1] = model.getLayer('b1').getWeights().map((t) => Array.from(t.dataSync()));
-  const h2 = h1.map((h) => denseRef(normalizeRef(h, 1, p1.mean, p1.variance, EPS1, g1, be1), model.getLayer('d2'), Math.tanh));
+  const h2 = h1.map((h) => denseLayerRef(normalizeRef(h, 1, p1.mean, p1.variance, EPS1, g1, be1), model.getLayer('d2'), Math.tanh));
   return {b1: p1, b2: population(h2, 1)};
 }
 
