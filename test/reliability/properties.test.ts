@@ -1,7 +1,8 @@
 /**
- * Property-based tests: random ranks, axes, configs and batch sizes, checked
- * against the float64 references in ./reference64.ts on the cpu backend
- * (fused kernels where registered) and on wasm (composite kernels).
+ * Property-based tests: random ranks, axes, configs and batch sizes for
+ * BatchNormLayer, BatchRenormLayer and GroupNormLayer, checked against float64
+ * references (test/helpers) on the cpu backend (fused kernels where
+ * registered) and on wasm (composite kernels).
  *
  * The generated values are plain configs (shape, axis, hyper-parameters, a
  * data seed), so a shrunk counterexample prints as a readable config; the
@@ -11,41 +12,66 @@ import '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import fc from 'fast-check';
-import {BatchNormLayer, NormalizationLayer} from '../../src';
-import {maxRelError, randomData, ref, Ref} from '../helpers/reference';
-import {bnStep, finiteDifferences} from './reference64';
+import {BatchNormLayer, BatchRenormLayer, GroupNormLayer, NormalizationLayer} from '../../src';
+import {channelMoments, maxRelError, normalizeRef, randomData, ref, Ref} from '../helpers/reference';
+import {centralDifferences, groupNormRef, renormStepRef, weightedSum} from '../helpers/variant_reference';
+
+type Kind = 'BN' | 'BRN' | 'GN';
 
 interface Case {
-  kind: 'BN';
+  kind: Kind;
   shape: number[];
   axis: number;
-  momentum: number;
   epsilon: number;
   center: boolean;
   scale: boolean;
   seed: number;
+  /** BN and BRN. */
+  momentum?: number;
+  /** BRN. */
+  renormMomentum?: number;
+  renormClipping?: {rmin?: number; rmax?: number; dmax?: number};
+  /** GN: a divisor of the channel count, or -1. */
+  groups?: number;
 }
 
+const optional = (arb: fc.Arbitrary<number>) => fc.option(arb, {nil: undefined});
+
 /** A random case; channels sit on a random non-batch axis, given negative half the time. */
-function caseArb(kind: Case['kind'], maxBatch: number, maxDim: number): fc.Arbitrary<Case> {
+function caseArb(kind: Kind, maxBatch: number, maxDim: number): fc.Arbitrary<Case> {
   return fc.integer({min: 2, max: 5}).chain((rank) => fc.record({
     batch: fc.integer({min: 1, max: maxBatch}),
-    channels: fc.integer({min: 1, max: 6}),
+    channels: fc.integer({min: 1, max: 8}),
     spatial: fc.array(fc.integer({min: 1, max: maxDim}), {minLength: rank - 2, maxLength: rank - 2}),
     axis: fc.integer({min: 1, max: rank - 1}),
     negativeAxis: fc.boolean(),
-    momentum: fc.double({min: 0, max: 1, noNaN: true}),
     logEpsilon: fc.double({min: -5, max: -1, noNaN: true}),
     center: fc.boolean(),
     scale: fc.boolean(),
     seed: fc.integer({min: 1, max: 1 << 30}),
+    momentum: fc.double({min: 0, max: 1, noNaN: true}),
+    renormMomentum: fc.double({min: 0, max: 1, noNaN: true}),
+    rmin: optional(fc.double({min: 0, max: 1, noNaN: true})),
+    rmax: optional(fc.double({min: 1, max: 3, noNaN: true})),
+    dmax: optional(fc.double({min: 0, max: 3, noNaN: true})),
+    groupPick: fc.nat(),
   })).map((g) => {
-    const rest = [...g.spatial];
-    const shape = [g.batch, ...rest.slice(0, g.axis - 1), g.channels, ...rest.slice(g.axis - 1)];
-    return {
-      kind, shape, axis: g.negativeAxis ? g.axis - shape.length : g.axis, momentum: g.momentum,
-      epsilon: 10 ** g.logEpsilon, center: g.center, scale: g.scale, seed: g.seed,
+    const shape = [g.batch, ...g.spatial.slice(0, g.axis - 1), g.channels, ...g.spatial.slice(g.axis - 1)];
+    const c: Case = {
+      kind, shape, axis: g.negativeAxis ? g.axis - shape.length : g.axis, epsilon: 10 ** g.logEpsilon,
+      center: g.center, scale: g.scale, seed: g.seed,
     };
+    if (kind !== 'GN') c.momentum = g.momentum;
+    if (kind === 'BRN') {
+      c.renormMomentum = g.renormMomentum;
+      c.renormClipping = {};
+      for (const key of ['rmin', 'rmax', 'dmax'] as const) if (g[key] != null) c.renormClipping[key] = g[key];
+    }
+    if (kind === 'GN') {
+      const choices = [-1, ...Array.from({length: g.channels}, (_, i) => i + 1).filter((d) => g.channels % d === 0)];
+      c.groups = choices[g.groupPick % choices.length];
+    }
+    return c;
   });
 }
 
@@ -53,19 +79,28 @@ const sizeOf = (shape: number[]) => shape.reduce((p, q) => p * q, 1);
 const resolved = (c: Case) => c.axis < 0 ? c.axis + c.shape.length : c.axis;
 const channelsOf = (c: Case) => c.shape[resolved(c)];
 const valuesPerChannel = (c: Case) => sizeOf(c.shape) / channelsOf(c);
+const shortName = (w: tfl.LayerVariable) => w.originalName.split('/').pop()!;
 
-/** The case's layer, built, with every weight set to seeded random values (variances positive). */
+function layerFor(c: Case): NormalizationLayer {
+  const common = {axis: c.axis, epsilon: c.epsilon, center: c.center, scale: c.scale};
+  switch (c.kind) {
+    case 'BN': return new BatchNormLayer({...common, momentum: c.momentum});
+    case 'BRN': return new BatchRenormLayer({
+      ...common, momentum: c.momentum, renormMomentum: c.renormMomentum, renormClipping: c.renormClipping,
+    });
+    case 'GN': return new GroupNormLayer({...common, groups: c.groups});
+  }
+}
+
+/** The case's layer, built, with every weight set to seeded random values (variances and stddevs positive). */
 function makeLayer(c: Case): {layer: NormalizationLayer; weights: Record<string, number[]>} {
-  const layer = new BatchNormLayer({
-    axis: c.axis, momentum: c.momentum, epsilon: c.epsilon, center: c.center, scale: c.scale,
-  });
+  const layer = layerFor(c);
   layer.apply(tfl.input({batchShape: [null, ...c.shape.slice(1)]}));
   const weights: Record<string, number[]> = {};
   const values = layer.weights.map((w, i) => {
-    const name = w.originalName.split('/').pop()!;
-    const positive = /variance|stddev/.test(name);
-    weights[name] = Array.from(randomData(w.shape[0]!, c.seed + 101 * i, positive ? 1.5 : 0.5, positive ? 0.5 : 1));
-    return tf.tensor1d(weights[name]);
+    const positive = /variance|stddev/.test(shortName(w));
+    weights[shortName(w)] = Array.from(randomData(w.shape[0]!, c.seed + 101 * i, positive ? 1.5 : 0.5, positive ? 0.5 : 1));
+    return tf.tensor1d(weights[shortName(w)]);
   });
   layer.setWeights(values);
   tf.dispose(values);
@@ -79,18 +114,54 @@ function inputOf(c: Case): Float32Array {
 
 function weightValues(layer: NormalizationLayer): Record<string, number[]> {
   const out: Record<string, number[]> = {};
-  for (const w of layer.weights) out[w.originalName.split('/').pop()!] = Array.from(w.read().dataSync());
+  for (const w of layer.weights) out[shortName(w)] = Array.from(w.read().dataSync());
   return out;
 }
 
-/** One training step on the layer; the reference's output and state after it. */
-function reference(c: Case, x: Ref, w: Record<string, number[]>) {
-  return bnStep(x, resolved(c), c.epsilon, c.momentum, w,
-      {movingMean: w.moving_mean, movingVariance: w.moving_variance});
+interface Step {
+  y: Ref;
+  /** Expected weights after the step, by weight name. */
+  weights: Record<string, number[]>;
+  /** BRN's corrections, constants for the gradient. */
+  fixed?: {r: number[]; d: number[]};
+}
+
+/** One training step of the case's layer in float64, from weights `w`. */
+function reference(c: Case, x: Ref, w: Record<string, number[]>, fixed?: Step['fixed']): Step {
+  const axis = resolved(c);
+  const ch = channelsOf(c);
+  const gamma = w.gamma ?? new Array(ch).fill(1);
+  const beta = w.beta ?? new Array(ch).fill(0);
+  if (c.kind === 'GN') return {y: groupNormRef(x, axis, c.groups!, c.epsilon, gamma, beta).y, weights: w};
+  if (c.kind === 'BN') {
+    const m = channelMoments(x, axis);
+    const ema = (old: number[], v: number[]) => old.map((o, k) => c.momentum! * o + (1 - c.momentum!) * v[k]);
+    return {
+      y: normalizeRef(x, axis, m.mean, m.variance, c.epsilon, gamma, beta),
+      weights: {...w, moving_mean: ema(w.moving_mean, m.mean), moving_variance: ema(w.moving_variance, m.variance)},
+    };
+  }
+  const clip = c.renormClipping!;
+  const step = renormStepRef(x, {
+    gamma, beta, movingMean: w.moving_mean, movingVariance: w.moving_variance, movingStddev: w.moving_stddev,
+    renormMean: w.renorm_mean, renormStddev: w.renorm_stddev,
+  }, {
+    axis, eps: c.epsilon, momentum: c.momentum!, renormMomentum: c.renormMomentum!,
+    rmin: clip.rmin ?? 0, rmax: clip.rmax ?? Infinity, dmax: clip.dmax ?? Infinity,
+  }, fixed);
+  const n = step.next;
+  return {
+    y: step.y,
+    fixed: {r: step.r, d: step.d},
+    weights: {
+      ...w, moving_mean: n.movingMean, moving_variance: n.movingVariance, moving_stddev: n.movingStddev,
+      renorm_mean: n.renormMean, renorm_stddev: n.renormStddev,
+    },
+  };
 }
 
 /** The documented error for batch statistics with one value per channel. */
-const ONE_VALUE = /BatchNormLayer '.*': training needs more than one value per channel/;
+const ONE_VALUE = /(BatchNormLayer|BatchRenormLayer) '.*': training needs more than one value per channel/;
 
 function checkForward(c: Case): void {
   const before = tf.memory().numTensors;
@@ -98,7 +169,7 @@ function checkForward(c: Case): void {
   const x = inputOf(c);
   const xT = tf.tensor(x, c.shape);
   try {
-    if (valuesPerChannel(c) < 2) {
+    if (c.kind !== 'GN' && valuesPerChannel(c) < 2) {
       expect(() => layer.apply(xT, {training: true})).toThrow(ONE_VALUE);
       return;
     }
@@ -107,9 +178,10 @@ function checkForward(c: Case): void {
     y.dispose();
     const expected = reference(c, ref(c.shape, x), weights);
     expect(maxRelError(got, expected.y.data)).toBeLessThan(1e-4);
+    // Lists the weights off by more than 1e-4 relative, by name.
     const after = weightValues(layer);
-    expect(maxRelError(after.moving_mean, expected.movingMean)).toBeLessThan(1e-4);
-    expect(maxRelError(after.moving_variance, expected.movingVariance)).toBeLessThan(1e-4);
+    expect(Object.keys(after).map((name) => [name, maxRelError(after[name], expected.weights[name])])
+        .filter(([, e]) => !((e as number) < 1e-4))).toEqual([]);
   } finally {
     xT.dispose();
     layer.dispose();
@@ -123,36 +195,36 @@ function probeIndices(n: number): number[] {
   return Array.from({length: k}, (_, i) => Math.floor((i * n) / k));
 }
 
+const valOf = (v: tfl.LayerVariable) => (v as unknown as {val: tf.Variable}).val;
+
 function checkGradients(c: Case): void {
   const before = tf.memory().numTensors;
   const {layer, weights} = makeLayer(c);
   const xData = Array.from(inputOf(c));
-  const w = Array.from(randomData(xData.length, c.seed + 7));
+  const w = randomData(xData.length, c.seed + 7);
   const xVar = tf.tidy(() => tf.variable(tf.tensor(xData, c.shape)));
   const wT = tf.tensor(w, c.shape);
   try {
-    const vars = [xVar, ...[layer.gamma, layer.beta].filter((v) => v != null)
-        .map((v) => (v as unknown as {val: tf.Variable}).val)];
+    const params = [layer.gamma, layer.beta].map((v) => v == null ? null : valOf(v));
+    // One pass for all three: BRN's r and d depend on the renorm statistics before the step.
     const {grads, value} = tf.variableGrads(
-        () => tf.sum(tf.mul(layer.apply(xVar, {training: true}) as tf.Tensor, wT)) as tf.Scalar, vars);
+        () => tf.sum(tf.mul(layer.apply(xVar, {training: true}) as tf.Tensor, wT)) as tf.Scalar,
+        [xVar, ...params.filter((p): p is tf.Variable => p != null)]);
     value.dispose();
-    const [dx, dGamma, dBeta] = [xVar, layer.gamma, layer.beta].map((v) => v == null ? null :
-        Array.from(grads[(v instanceof tf.Variable ? v : (v as unknown as {val: tf.Variable}).val).name].dataSync()));
+    const [dx, dGamma, dBeta] = [xVar, ...params].map((v) => v == null ? null : Array.from(grads[v.name].dataSync()));
     tf.dispose(grads);
-    // Loss L = Σ w·y in float64, as a function of x, γ and β.
-    const loss = (xs: number[], affine: {gamma?: number[]; beta?: number[]}) =>
-      reference(c, ref(c.shape, xs), {...weights, ...affine}).y.data.reduce((s, v, i) => s + v * w[i], 0);
-    const affine = {gamma: weights.gamma, beta: weights.beta};
+    const fixed = reference(c, ref(c.shape, xData), weights).fixed;
+    const loss = (xs: number[], affine: Record<string, number[]>) =>
+      weightedSum(reference(c, ref(c.shape, xs), {...weights, ...affine}, fixed).y.data, w);
     const probes = probeIndices(xData.length);
+    const atProbes = (p: number[]) => { const xs = [...xData]; probes.forEach((i, k) => { xs[i] = p[k]; }); return xs; };
     expect(maxRelError(probes.map((i) => dx![i]),
-        finiteDifferences((v) => loss(v, affine), xData, probes))).toBeLessThan(1e-3);
+        centralDifferences((p) => loss(atProbes(p), {}), probes.map((i) => xData[i])))).toBeLessThan(1e-3);
     if (dGamma) {
-      expect(maxRelError(dGamma, finiteDifferences((g) => loss(xData, {...affine, gamma: g}), weights.gamma)))
-          .toBeLessThan(1e-3);
+      expect(maxRelError(dGamma, centralDifferences((g) => loss(xData, {gamma: g}), weights.gamma))).toBeLessThan(1e-3);
     }
     if (dBeta) {
-      expect(maxRelError(dBeta, finiteDifferences((b) => loss(xData, {...affine, beta: b}), weights.beta)))
-          .toBeLessThan(1e-3);
+      expect(maxRelError(dBeta, centralDifferences((b) => loss(xData, {beta: b}), weights.beta))).toBeLessThan(1e-3);
     }
   } finally {
     tf.dispose([xVar, wT]);
@@ -161,7 +233,7 @@ function checkGradients(c: Case): void {
   expect(tf.memory().numTensors).toBe(before);
 }
 
-const KINDS: Case['kind'][] = ['BN'];
+const KINDS: Kind[] = ['BN', 'BRN', 'GN'];
 
 describe.each(['cpu', 'wasm'])('properties on the %s backend', (backend) => {
   beforeAll(async () => {
@@ -175,21 +247,21 @@ describe.each(['cpu', 'wasm'])('properties on the %s backend', (backend) => {
   });
 
   for (const kind of KINDS) {
-    it(`${kind}: training output and statistics updates match the float64 reference`, () => {
-      fc.assert(fc.property(caseArb(kind, 64, 3), checkForward), {numRuns: 100});
+    it(`${kind}: training output and weight updates match the float64 reference`, () => {
+      fc.assert(fc.property(caseArb(kind, 64, 3), checkForward), {numRuns: 60});
     });
 
     it(`${kind}: dx, dgamma, dbeta match finite differences of the float64 reference`, () => {
-      fc.assert(fc.property(caseArb(kind, 6, 3).filter((c) => valuesPerChannel(c) >= 2), checkGradients),
-          {numRuns: 40});
+      const trainable = caseArb(kind, 6, 3).filter((c) => kind === 'GN' || valuesPerChannel(c) >= 2);
+      fc.assert(fc.property(trainable, checkGradients), {numRuns: 25});
     });
   }
 
-  it('BN with one value per channel is always the documented error', () => {
-    const oneValue = caseArb('BN', 1, 1);
+  it('BN and BRN with one value per channel throw the documented error; GN trains', () => {
+    const oneValue = fc.constantFrom<Kind>(...KINDS).chain((kind) => caseArb(kind, 1, 1));
     fc.assert(fc.property(oneValue, (c) => {
       expect(valuesPerChannel(c)).toBe(1);
       checkForward(c);
-    }), {numRuns: 10});
+    }), {numRuns: 20});
   });
 });
