@@ -49,6 +49,12 @@ export function foldBatchNorm(model: tfl.LayersModel): FoldResult {
 
   entries.forEach((entry, index) => {
     const layer = model.getLayer(nameOf(entry));
+    if (layer instanceof tfl.LayersModel) {
+      for (const inner of layer.layers.filter((l) => isBatchStatisticsLayer(l) || l instanceof NormalizationLayer)) {
+        kept.push({name: inner.name, reason: `it is inside the nested model '${layer.name}'; fold that model on its own`});
+      }
+      return;
+    }
     if (!isBatchStatisticsLayer(layer)) {
       if (layer instanceof NormalizationLayer) {
         kept.push({name: layer.name, reason: `${layer.getClassName()} uses per-sample statistics, which no kernel can absorb`});
@@ -132,8 +138,8 @@ function foldableReason(source: tfl.layers.Layer, stats: BatchStatistics): strin
 function redirect(ref: NodeRef, folds: Map<string, {into: string}>, entries: LayerEntry[]): void {
   const fold = folds.get(ref[0]);
   if (fold == null) return;
-  const bn = entries.find((e) => (e.name ?? e.config.name) === ref[0])!;
-  const [, nodeIndex, tensorIndex] = bn.inboundNodes?.[0]?.[0] ?? [fold.into, 0, 0];
+  const bn = entries.find((e) => e.name === ref[0])!;
+  const [, nodeIndex, tensorIndex] = bn.inboundNodes![0][0];
   ref[0] = fold.into;
   ref[1] = nodeIndex;
   ref[2] = tensorIndex;

@@ -36,6 +36,9 @@ const NAME = 'recalibrateStatistics';
 export async function recalibrateStatistics(
     model: tfl.LayersModel, batches: CalibrationBatch[] | DatasetLike<CalibrationBatch>): Promise<RecalibrationResult> {
   if (!(model instanceof tfl.LayersModel)) throw new Error(`${NAME}: expected a tf.LayersModel.`);
+  if (model.inputs == null || model.inputs.length === 0) {
+    throw new Error(`${NAME}: the model '${model.name}' is not built; give its first layer an inputShape.`);
+  }
   const source = batchSource(batches);
   for (const layer of model.layers) {
     if (layer instanceof tfl.LayersModel && layer.layers.some(isBatchStatisticsLayer)) {

@@ -135,6 +135,21 @@ describe('foldBatchNorm on a functional model', () => {
   });
 });
 
+describe('foldBatchNorm with a nested model', () => {
+  it('reports normalization layers inside a nested model as kept and still predicts the same', () => {
+    const inner = tfl.sequential({name: 'inner', layers: [
+      tfl.layers.dense({units: 3, inputShape: [2], name: 'inner_dense'}), new BatchNormLayer({name: 'inner_bn'}),
+    ]});
+    const outer = tfl.sequential({layers: [inner, tfl.layers.dense({units: 2, name: 'outer_dense'}),
+      new BatchNormLayer({name: 'outer_bn'})]});
+    randomizeWeights(outer, 5);
+    const {model, folded, kept} = foldBatchNorm(outer);
+    expect(folded).toEqual(['outer_bn']);
+    expect(kept).toEqual([{name: 'inner_bn', reason: "it is inside the nested model 'inner'; fold that model on its own"}]);
+    expectSamePredictions(outer, model, tf.tensor2d(randomData(8, 6), [4, 2]));
+  });
+});
+
 describe('foldBatchNorm memory', () => {
   it('leaves no tensors behind besides the new model weights', () => {
     const model = tfl.sequential({layers: [
