@@ -124,7 +124,7 @@ tf.registerGradient({
 
 /** Σ over every axis but the channel axis, shaped to broadcast against `viewShape(view)`. */
 function channelSum(t: tf.Tensor, view: ChannelView): tf.Tensor {
-  return tf.reshape(sumPerSampleChannel(t, 1, view.outer, view.channels, view.inner), paramShape(view));
+  return tf.tidy(() => tf.reshape(sumPerSampleChannel(t, 1, view.outer, view.channels, view.inner), paramShape(view)));
 }
 
 // The composites evaluate the same formulas as the fused kernels in float32
@@ -143,7 +143,7 @@ defineComposite(BATCH_NORM_TRAINING, (inputs, attrs) => {
   const shifted = tf.sub(xv, roughMean);
   const meanShift = tf.div(channelSum(shifted, view), n);
   const mean = tf.add(roughMean, meanShift);
-  const variance = tf.div(channelSum(tf.squaredDifference(shifted, meanShift), view), n);
+  const variance = tf.tidy(() => tf.div(channelSum(tf.squaredDifference(shifted, meanShift), view), n));
   const std = tf.sqrt(tf.add(variance, epsilon));
   let r: tf.Tensor = tf.onesLike(std);
   let d: tf.Tensor = tf.zerosLike(std);
@@ -155,12 +155,14 @@ defineComposite(BATCH_NORM_TRAINING, (inputs, attrs) => {
     r = clip(tf.div(std, s), rmin, rmax);
     d = clip(tf.div(tf.sub(mean, tf.reshape(renormMean, pShape)), s), -dmax, dmax);
   }
-  // y = γ·((x − μ)/σ·r + d) + β = shifted·scale + offset, two full-size passes.
+  // y = γ·((x − μ)/σ·r + d) + β = shifted·scale + offset, two full-size passes. Full-size
+  // temporaries are disposed as soon as they are used: at most three are alive at once.
   const g = tf.reshape(gamma, pShape);
   const scale = tf.div(tf.mul(g, r), std);
   let offset = tf.sub(tf.mul(g, d), tf.mul(meanShift, scale));
   if (beta != null) offset = tf.add(offset, tf.reshape(beta, pShape));
-  const y = tf.add(tf.mul(shifted, scale), offset);
+  const y = tf.tidy(() => tf.add(tf.mul(shifted, scale), offset));
+  shifted.dispose();
   const perChannel = (t: tf.Tensor) => tf.reshape(t, [c]);
   return [tf.reshape(y, x.shape), perChannel(mean), perChannel(variance), perChannel(r), perChannel(d)];
 });
@@ -172,15 +174,19 @@ defineComposite(BATCH_NORM_TRAINING_GRAD, (inputs, attrs) => {
   const n = view.outer * view.inner;
   const param = (t: tf.Tensor) => tf.reshape(t, paramShape(view));
   const invStd = tf.rsqrt(tf.add(param(variance), epsilon));
-  const centered = tf.sub(tf.reshape(x, viewShape(view)), param(mean));
+  const centered = tf.tidy(() => tf.sub(tf.reshape(x, viewShape(view)), param(mean)));
   const dyv = tf.reshape(dy, viewShape(view));
   const sumDy = channelSum(dyv, view);
-  const sumDyXc = channelSum(tf.mul(dyv, centered), view);
+  const sumDyXc = tf.tidy(() => channelSum(tf.mul(dyv, centered), view));
   // dx = γr/σ·(dy − mean(dy) − x̂·mean(dy·x̂)) = dy·gain + centered·q + k per channel.
   const gain = tf.mul(tf.mul(param(gamma), param(r)), invStd);
   const q = tf.neg(tf.div(tf.mul(tf.mul(gain, tf.square(invStd)), sumDyXc), n));
   const k = tf.neg(tf.div(tf.mul(gain, sumDy), n));
-  const dx = tf.add(tf.mul(dyv, gain), tf.add(tf.mul(centered, q), k));
+  // Full-size temporaries are disposed as soon as they are used: at most three are alive at once.
+  const partial = tf.tidy(() => tf.add(tf.mul(centered, q), k));
+  centered.dispose();
+  const dx = tf.tidy(() => tf.add(tf.mul(dyv, gain), partial));
+  partial.dispose();
   const channels = [view.channels];
   const dGamma = tf.add(tf.mul(tf.mul(sumDyXc, invStd), param(r)), tf.mul(sumDy, param(d)));
   return [tf.reshape(dx, x.shape), tf.reshape(dGamma, channels), tf.reshape(sumDy, channels)];

@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {BATCH_NORM_TRAINING} from '../batch_norm';
-import {affine, countPerEntry, entrySquaredDeviations, entrySums, layoutOf, output, read} from './passes';
+import {affine, countPerEntry, dividedBy, entrySquaredDeviations, entrySums, layoutOf, output, read} from './passes';
 
 export const batchNormTrainingConfig: tf.KernelConfig = {
   kernelName: BATCH_NORM_TRAINING,
@@ -19,8 +19,8 @@ export const batchNormTrainingConfig: tf.KernelConfig = {
     const layout = layoutOf(x.shape, axis, false);
     const n = countPerEntry(layout);
     const c = layout.channels;
-    const mean = entrySums(xs, layout).map((s) => s / n);
-    const variance = entrySquaredDeviations(xs, layout, mean).map((s) => s / n);
+    const mean = dividedBy(entrySums(xs, layout), n);
+    const variance = dividedBy(entrySquaredDeviations(xs, layout, mean), n);
     const g = read(backend, gamma);
     const b = beta == null ? null : read(backend, beta);
     const renorm = renormMean != null && renormStddev != null ?

@@ -6,26 +6,28 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {GROUP_NORM} from '../group_norm';
-import {affine, countPerEntry, entrySquaredDeviations, entrySums, layoutOf, output, read} from './passes';
+import {
+  affine, countPerEntry, dividedBy, entrySquaredDeviations, entrySums, layoutOf, output, read,
+} from './passes';
 
 /** Per-(sample, group) totals of per-(sample, channel) values; groups hold consecutive channels. */
 export function groupTotals(perEntry: Float64Array, samples: number, channels: number, groups: number): Float64Array {
   const size = channels / groups;
   const out = new Float64Array(samples * groups);
-  for (let s = 0; s < samples; s++) {
-    for (let c = 0; c < channels; c++) out[s * groups + Math.floor(c / size)] += perEntry[s * channels + c];
+  for (let j = 0, i = 0; j < out.length; j++) {
+    let sum = 0;
+    for (const end = i + size; i < end; i++) sum += perEntry[i];
+    out[j] = sum;
   }
   return out;
 }
 
 /** A per-(sample, group) value repeated for every channel of the group: per (sample, channel). */
-export function spreadGroups(perGroup: ArrayLike<number>, samples: number, channels: number, groups: number):
+export function spreadGroups(perGroup: Float64Array, samples: number, channels: number, groups: number):
     Float64Array {
   const size = channels / groups;
   const out = new Float64Array(samples * channels);
-  for (let s = 0; s < samples; s++) {
-    for (let c = 0; c < channels; c++) out[s * channels + c] = perGroup[s * groups + Math.floor(c / size)];
-  }
+  for (let j = 0; j < perGroup.length; j++) out.fill(perGroup[j], j * size, (j + 1) * size);
   return out;
 }
 
@@ -40,19 +42,20 @@ export const groupNormConfig: tf.KernelConfig = {
     const layout = layoutOf(x.shape, axis, true);
     const {samples, channels} = layout;
     const n = countPerEntry(layout) * channels / groups;
-    const mean = groupTotals(entrySums(xs, layout), samples, channels, groups).map((s) => s / n);
+    const mean = dividedBy(groupTotals(entrySums(xs, layout), samples, channels, groups), n);
     const center = spreadGroups(mean, samples, channels, groups);
-    const variance = groupTotals(entrySquaredDeviations(xs, layout, center), samples, channels, groups)
-        .map((s) => s / n);
-    const invStd = spreadGroups(variance.map((v) => 1 / Math.sqrt(v + epsilon)), samples, channels, groups);
+    const variance = dividedBy(
+        groupTotals(entrySquaredDeviations(xs, layout, center), samples, channels, groups), n);
+    const spreadVariance = spreadGroups(variance, samples, channels, groups);
     const g = read(backend, gamma);
     const b = beta == null ? null : read(backend, beta);
     const scale = new Float64Array(samples * channels);
     const offset = new Float64Array(samples * channels);
-    for (let i = 0; i < scale.length; i++) {
-      const c = i % channels;
-      scale[i] = g[c] * invStd[i];
-      offset[i] = (b == null ? 0 : b[c]) - center[i] * scale[i];
+    for (let s = 0, i = 0; s < samples; s++) {
+      for (let c = 0; c < channels; c++, i++) {
+        scale[i] = g[c] / Math.sqrt(spreadVariance[i] + epsilon);
+        offset[i] = (b == null ? 0 : b[c]) - center[i] * scale[i];
+      }
     }
     const statShape = [samples, groups];
     return [output(backend, x.shape, affine(xs, layout, scale, offset)), output(backend, statShape, mean),

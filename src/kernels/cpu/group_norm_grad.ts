@@ -22,12 +22,16 @@ export const groupNormGradConfig: tf.KernelConfig = {
     const xs = read(backend, x);
     const dys = read(backend, dy);
     const g = read(backend, gamma);
-    const center = spreadGroups(read(backend, mean), samples, channels, groups);
-    const invStd = spreadGroups(read(backend, variance).map((v) => 1 / Math.sqrt(v + epsilon)),
-        samples, channels, groups);
+    const center = spreadGroups(Float64Array.from(read(backend, mean)), samples, channels, groups);
+    const invStd = spreadGroups(Float64Array.from(read(backend, variance)), samples, channels, groups);
+    for (let i = 0; i < invStd.length; i++) invStd[i] = 1 / Math.sqrt(invStd[i] + epsilon);
     const {sumDy, sumDyXc} = entryGradSums(dys, xs, layout, center);
-    const weighted = (sums: Float64Array) => spreadGroups(
-        groupTotals(sums.map((v, i) => v * g[i % channels]), samples, channels, groups), samples, channels, groups);
+    // Σ over the group of γ·dy and γ·dy·(x − μ), per (sample, channel).
+    const weighted = (sums: Float64Array) => {
+      const w = new Float64Array(sums.length);
+      for (let s = 0, i = 0; s < samples; s++) for (let c = 0; c < channels; c++, i++) w[i] = sums[i] * g[c];
+      return spreadGroups(groupTotals(w, samples, channels, groups), samples, channels, groups);
+    };
     const groupDy = weighted(sumDy);
     const groupDyXc = weighted(sumDyXc);
     const p = new Float64Array(samples * channels);
@@ -35,14 +39,15 @@ export const groupNormGradConfig: tf.KernelConfig = {
     const k = new Float64Array(samples * channels);
     const dGamma = new Float64Array(channels);
     const dBeta = new Float64Array(channels);
-    for (let i = 0; i < p.length; i++) {
-      const c = i % channels;
-      const s = invStd[i];
-      p[i] = g[c] * s;
-      q[i] = -s * s * s * groupDyXc[i] / n;
-      k[i] = -s * groupDy[i] / n - center[i] * q[i];
-      dGamma[c] += sumDyXc[i] * s;
-      dBeta[c] += sumDy[i];
+    for (let s = 0, i = 0; s < samples; s++) {
+      for (let c = 0; c < channels; c++, i++) {
+        const r = invStd[i];
+        p[i] = g[c] * r;
+        q[i] = -r * r * r * groupDyXc[i] / n;
+        k[i] = -r * groupDy[i] / n - center[i] * q[i];
+        dGamma[c] += sumDyXc[i] * r;
+        dBeta[c] += sumDy[i];
+      }
     }
     return [output(backend, x.shape, affine2(dys, xs, layout, p, q, k)), output(backend, [channels], dGamma),
       output(backend, [channels], dBeta)];

@@ -31,6 +31,12 @@ export function countPerEntry(l: Layout): number {
   return l.rows * l.inner;
 }
 
+/** values / n, in place (a typed array's map is slow in V8). */
+export function dividedBy(values: Float64Array, n: number): Float64Array {
+  for (let i = 0; i < values.length; i++) values[i] /= n;
+  return values;
+}
+
 /** Σ x per (sample, channel). */
 export function entrySums(x: Float32Array, l: Layout): Float64Array {
   const {samples, rows, channels, inner} = l;
