@@ -92,6 +92,7 @@ export async function buildBrowser() {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const sizes = await buildBrowser();
-  console.log(`dist/browser/tfjs-normalization.min.js ${(sizes.iife / 1024).toFixed(1)} KiB (global tfnorm, tfjs from global tf)`);
-  console.log(`dist/browser/tfjs-normalization.esm.js ${(sizes.esm / 1024).toFixed(1)} KiB (imports: ${sizes.esmImports.join(', ')})`);
+  const kib = (bytes) => `${(bytes / 1024).toFixed(1)} KiB`;
+  console.log(`dist/browser/tfjs-normalization.min.js ${kib(sizes.iife)} (global tfnorm, tfjs from global tf)`);
+  console.log(`dist/browser/tfjs-normalization.esm.js ${kib(sizes.esm)} (imports: ${sizes.esmImports.join(', ')})`);
 }

@@ -37,6 +37,7 @@
     const url = `indexeddb://tfjs-normalization-demo-${backend}`;
     await model.save(url);
     const reloaded = await tf.loadLayersModel(url);
+    runEveryOpOnBackend();
     const comparison = compareModels(model, reloaded, data.x);
     const accuracy = tf.tidy(() => tf.mean(tf.equal(tf.greater(reloaded.predict(data.x), 0.5), data.y)).arraySync());
     drawBoundary($('boundary'), reloaded, data);
@@ -71,6 +72,16 @@
 
 })();
 
+/**
+ * The webgl backend runs small ops on the CPU when their inputs are there
+ * (WEBGL_CPU_FORWARD): the reloaded model's weights are, the trained model's
+ * are on the GPU, so the two would differ by float rounding (up to ~1e-6 on
+ * SwiftShader) that has nothing to do with saving. Compare with every op on the GPU.
+ */
+function runEveryOpOnBackend() {
+  if (tf.getBackend() === 'webgl') tf.env().set('WEBGL_CPU_FORWARD', false);
+}
+
 /** Two interleaved spirals, `n` points per class, seeded so every run sees the same data. */
 function twoSpirals(n, noise, seed) {
   const random = mulberry32(seed);
@@ -96,7 +107,10 @@ function mulberry32(seed) {
   };
 }
 
-/** Dense → norm → relu, three times, one of each normalization layer; momentum 0.9 so a short run moves the statistics. */
+/**
+ * Dense → norm → relu, three times, one of each normalization layer;
+ * momentum 0.9 so that a short run moves the statistics.
+ */
 function buildModel() {
   const dense = (config) => tf.layers.dense({units: 32, useBias: false, ...config});
   const relu = () => tf.layers.activation({activation: 'relu'});
@@ -188,7 +202,8 @@ function drawBoundary(canvas, model, data) {
   const ctx = canvas.getContext('2d');
   const size = canvas.width / cells;
   probs.forEach((p, k) => {
-    ctx.fillStyle = `rgb(${Math.round(255 - 80 * p)}, ${Math.round(200 + 30 * (1 - Math.abs(2 * p - 1)))}, ${Math.round(175 + 80 * p)})`;
+    const [r, g, b] = [255 - 80 * p, 200 + 30 * (1 - Math.abs(2 * p - 1)), 175 + 80 * p].map(Math.round);
+    ctx.fillStyle = `rgb(${r}, ${g}, ${b})`;
     ctx.fillRect((k % cells) * size, Math.floor(k / cells) * size, size + 1, size + 1);
   });
   data.points.forEach(([x, y], k) => {

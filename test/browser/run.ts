@@ -15,7 +15,13 @@ import {assert, Browser, CHROMIUM, PageWindow, RESULTS, ROOT, Runner, startServe
 const EPOCHS = Number(process.env.DEMO_EPOCHS ?? 20);
 const PREDICTION_TOLERANCE = 1e-6;
 const WEBGL_TOLERANCE = 1e-4;
-const OUR_CLASSES = ['BatchNormLayer', 'BatchRenormLayer', 'GroupNormalization'];
+// The class names the package registers with tfjs, and the export that must be registered under each.
+const REGISTERED: Record<string, string> = {
+  BatchNormLayer: 'BatchNormLayer', BatchRenormLayer: 'BatchRenormLayer', GroupNormalization: 'GroupNormLayer',
+  'Addons>GroupNormalization': 'AddonsGroupNormalization', 'Addons>InstanceNormalization': 'AddonsInstanceNormalization',
+};
+// The layers in the demo model and in the bundler test's model.
+const MODEL_CLASSES = ['BatchNormLayer', 'BatchRenormLayer', 'GroupNormalization'];
 
 /** Weights (bit patterns, by name) and predictions on `probe` of the demo model or of one loaded from `url`. */
 interface Snapshot {backend: string; classes: string[]; weights: Record<string, number[]>; predictions: number[]}
@@ -33,28 +39,29 @@ async function main(): Promise<number> {
 
     runner.test('IIFE bundle registers the layers with the page\'s tfjs and contains no tfjs', async () => {
       const {page, errors} = await browser.blankPage(server.url);
-      const found = await page.evaluate((names) => {
+      const found = await page.evaluate((registered) => {
         const {tf, tfnorm} = window as unknown as PageWindow;
         const map = tf.serialization.SerializationMap.getMap().classNameMap;
         const exported = tfnorm as unknown as Record<string, unknown>;
+        const tfExports = tf as unknown as Record<string, unknown>;
         return {
-          registered: names.filter((n) => map[n] != null && map[n][0] === exported[n === 'GroupNormalization' ? 'GroupNormLayer' : n]),
-          addons: ['Addons>GroupNormalization', 'Addons>InstanceNormalization'].filter((n) => map[n] != null),
+          registered: Object.keys(registered).filter((n) => map[n] != null && map[n][0] === exported[registered[n]]),
           extendsPageLayer: new tfnorm.BatchNormLayer({}) instanceof tf.layers.Layer,
-          reexported: Object.keys(exported).filter((k) => exported[k] === (tf as unknown as Record<string, unknown>)[k]),
+          reexported: Object.keys(exported).filter((k) => exported[k] === tfExports[k]),
         };
-      }, OUR_CLASSES);
+      }, REGISTERED);
       await page.close();
       assert(errors.length === 0, `page errors: ${errors.join('; ')}`);
-      assert(found.registered.length === OUR_CLASSES.length,
-          `registered with the page's tf: ${found.registered.join(', ')}; expected ${OUR_CLASSES.join(', ')}`);
-      assert(found.addons.length === 2, `Addons aliases registered: ${found.addons.join(', ')}`);
+      assert(found.registered.length === Object.keys(REGISTERED).length,
+          `registered with the page's tf: ${found.registered.join(', ')}; ` +
+          `expected ${Object.keys(REGISTERED).join(', ')}`);
       assert(found.extendsPageLayer, 'BatchNormLayer does not extend the page\'s tf.layers.Layer');
       assert(found.reexported.length === 0, `bundle re-exports tfjs objects: ${found.reexported.join(', ')}`);
       // A bundle holding tfjs-core would be larger than tfjs-core's own minified bundle.
       const ours = statSync(join(ROOT, 'dist/browser/tfjs-normalization.min.js')).size;
       const core = statSync(join(ROOT, 'node_modules/@tensorflow/tfjs-core/dist/tf-core.min.js')).size;
-      console.log(`         tfjs-normalization.min.js ${(ours / 1024).toFixed(1)} KiB; tf-core.min.js ${(core / 1024).toFixed(1)} KiB`);
+      console.log(`         tfjs-normalization.min.js ${(ours / 1024).toFixed(1)} KiB; ` +
+          `tf-core.min.js ${(core / 1024).toFixed(1)} KiB`);
       assert(ours < core / 4, `bundle is ${ours} bytes, too large to be free of tfjs (tf-core.min.js is ${core})`);
     });
 
@@ -71,11 +78,11 @@ async function main(): Promise<number> {
           () => demoRoundTrip(browser, server.url, backend), backend === 'webgl' ? needsWebgl : undefined);
     }
 
-    runner.test(`webgl: BatchNormLayer matches tf.layers.batchNormalization, all layers match cpu (${WEBGL_TOLERANCE})`,
-        () => compareOnWebgl(browser, server.url), needsWebgl);
+    runner.test(`webgl: BatchNormLayer matches tf.layers.batchNormalization, all layers match cpu ` +
+        `(${WEBGL_TOLERANCE})`, () => compareOnWebgl(browser, server.url), needsWebgl);
 
-    runner.test('ESM build as tfjs-normalization/browser in a bundler: one copy of tfjs, layers registered, save/load',
-        () => esmThroughBundler(browser, server.url));
+    runner.test('ESM build as tfjs-normalization/browser in a bundler: one copy of tfjs, layers registered, ' +
+        'save/load', () => esmThroughBundler(browser, server.url));
 
     const summary = await runner.run();
     if (webglMissing != null) console.log(`\n${loud(`WEBGL TESTS NOT RUN: ${webglMissing}`)}`);
@@ -91,7 +98,9 @@ async function main(): Promise<number> {
 /** Null when the webgl backend initializes in this Chromium, else why it did not. */
 async function probeWebgl(browser: Browser, url: string): Promise<string | null> {
   const {page, errors} = await browser.blankPage(url);
-  page.on('console', (msg) => { if (msg.type() === 'warning' || msg.type() === 'error') errors.push(msg.text()); });
+  page.on('console', (msg) => {
+    if (msg.type() === 'warning' || msg.type() === 'error') errors.push(msg.text());
+  });
   const probe = await page.evaluate(async () => {
     const {tf} = window as unknown as PageWindow;
     const ok = await tf.setBackend('webgl');
@@ -105,7 +114,8 @@ async function probeWebgl(browser: Browser, url: string): Promise<string | null>
   });
   await page.close();
   if (!probe.ok) {
-    const reason = `the tfjs webgl backend did not initialize in headless Chromium (${errors.join('; ') || 'no message from the page'})`;
+    const reason = 'the tfjs webgl backend did not initialize in headless Chromium ' +
+        `(${errors.join('; ') || 'no message from the page'})`;
     console.log(loud(reason));
     return reason;
   }
@@ -130,7 +140,8 @@ async function demoRoundTrip(browser: Browser, url: string, backend: string): Pr
       `max prediction diff ${result.maxPredictionDiff}`);
   assert(result.backend === backend, `demo ran on ${result.backend}, asked for ${backend}`);
   assert(result.ok && shown?.startsWith('PASS'), `page reports: ${shown}`);
-  assert(OUR_CLASSES.every((c) => result.layerClasses.includes(c)), `reloaded layers: ${result.layerClasses.join(', ')}`);
+  assert(MODEL_CLASSES.every((c) => result.layerClasses.includes(c)),
+      `reloaded layers: ${result.layerClasses.join(', ')}`);
   assert(result.losses[result.losses.length - 1] < result.losses[0], `loss did not fall: ${result.losses.join(', ')}`);
 
   const probe = probePoints();
@@ -139,7 +150,8 @@ async function demoRoundTrip(browser: Browser, url: string, backend: string): Pr
   assert(statistics.length >= 7, `expected the moving statistics of both batch layers, found ${statistics.join(', ')}`);
   // Initial values are 0 (means) and 1 (variances, stddevs); training must have moved every one.
   const moved = statistics.filter((n) => before.weights[n].some((bits) => bits !== 0 && bits !== 0x3f800000));
-  assert(moved.length === statistics.length, `statistics unchanged by training: ${statistics.filter((n) => !moved.includes(n))}`);
+  assert(moved.length === statistics.length,
+      `statistics unchanged by training: ${statistics.filter((n) => !moved.includes(n))}`);
 
   const memory = await page.evaluate(trainingMemory);
   assert(memory.after === memory.before, `tensors grew from ${memory.before} to ${memory.after} over 20 training steps`);
@@ -151,7 +163,7 @@ async function demoRoundTrip(browser: Browser, url: string, backend: string): Pr
   const after = await fresh.page.evaluate(snapshot, {url: result.url, backend, probe});
   await fresh.page.close();
   assert(after.backend === backend, `reloaded on ${after.backend}`);
-  assert(OUR_CLASSES.every((c) => after.classes.includes(c)), `reloaded layers: ${after.classes.join(', ')}`);
+  assert(MODEL_CLASSES.every((c) => after.classes.includes(c)), `reloaded layers: ${after.classes.join(', ')}`);
   const names = Object.keys(before.weights);
   assert(names.length === Object.keys(after.weights).length, 'weight count differs after reload');
   for (const name of names) {
@@ -176,6 +188,8 @@ async function snapshot({url, backend, probe}: {url: string | null; backend: str
     Promise<Snapshot> {
   const {tf, demoModel} = window as unknown as PageWindow;
   if (!(await tf.setBackend(backend))) throw new Error(`${backend} backend did not initialize`);
+  // As the demo page does before its comparison (see runEveryOpOnBackend in examples/browser/demo.js).
+  if (backend === 'webgl') tf.env().set('WEBGL_CPU_FORWARD', false);
   const model = url == null ? demoModel! : await tf.loadLayersModel(url);
   const weights: Record<string, number[]> = {};
   for (const w of model.weights) {
@@ -254,7 +268,8 @@ async function webglDifferences(): Promise<{diffs: Record<string, number>; unmov
     const out: Record<string, Float32Array> = {
       inference: inference.dataSync() as Float32Array, training: training.dataSync() as Float32Array,
       dx: grads[x.name].dataSync() as Float32Array,
-      dgamma: grads[trainable[0].name].dataSync() as Float32Array, dbeta: grads[trainable[1].name].dataSync() as Float32Array,
+      dgamma: grads[trainable[0].name].dataSync() as Float32Array,
+      dbeta: grads[trainable[1].name].dataSync() as Float32Array,
     };
     statistics.forEach((s, i) => { out[`statistic${i}`] = s; });
     tf.dispose([x, w, inference, training, ...values, ...Object.values(grads)]);
@@ -293,8 +308,10 @@ Object.assign(window, {tf, tfnorm});`,
   });
   const inputs = Object.keys(app.metafile!.inputs);
   assert(inputs.includes('dist/browser/tfjs-normalization.esm.js'),
-      `'tfjs-normalization/browser' did not resolve to the ESM build: ${inputs.filter((p) => !p.includes('node_modules'))}`);
-  const copies = (pkg: string) => new Set(inputs.map((p) => p.match(new RegExp(`^(.*node_modules/@tensorflow/${pkg})/`))?.[1])
+      `'tfjs-normalization/browser' resolved to ${inputs.filter((p) => !p.includes('node_modules'))}`);
+  // The package folders each file came from; one copy of a package means one folder.
+  const copies = (pkg: string) => new Set(inputs
+      .map((p) => p.match(new RegExp(`^(.*node_modules/@tensorflow/${pkg})/`))?.[1])
       .filter((p) => p != null));
   for (const pkg of ['tfjs-core', 'tfjs-layers']) {
     assert(copies(pkg).size === 1, `${pkg} bundled from ${[...copies(pkg)].join(', ') || 'nowhere'}`);
@@ -319,17 +336,18 @@ Object.assign(window, {tf, tfnorm});`,
       return {modelArtifactsInfo: {dateSaved: new Date(), modelTopologyType: 'JSON'}};
     }));
     const loaded = await tf.loadLayersModel(tf.io.fromMemory(saved!));
-    const diff = tf.tidy(() => tf.max(tf.abs(tf.sub(model.predict(x) as TF.Tensor, loaded.predict(x) as TF.Tensor))).dataSync()[0]);
+    const diff = tf.tidy(() =>
+      tf.max(tf.abs(tf.sub(model.predict(x) as TF.Tensor, loaded.predict(x) as TF.Tensor))).dataSync()[0]);
     return {
       registered: classes.filter((c) => map[c] != null),
       loadedClasses: loaded.layers.map((l) => l.getClassName()),
       diff,
     };
-  }, OUR_CLASSES);
+  }, MODEL_CLASSES);
   await page.close();
   assert(errors.length === 0, `page errors: ${errors.join('; ')}`);
-  assert(outcome.registered.length === OUR_CLASSES.length, `registered: ${outcome.registered.join(', ')}`);
-  assert(OUR_CLASSES.every((c) => outcome.loadedClasses.includes(c)), `loaded: ${outcome.loadedClasses.join(', ')}`);
+  assert(outcome.registered.length === MODEL_CLASSES.length, `registered: ${outcome.registered.join(', ')}`);
+  assert(MODEL_CLASSES.every((c) => outcome.loadedClasses.includes(c)), `loaded: ${outcome.loadedClasses.join(', ')}`);
   assert(outcome.diff === 0, `predictions after the in-memory round trip differ by ${outcome.diff}`);
 }
 
