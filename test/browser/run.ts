@@ -129,7 +129,7 @@ async function demoRoundTrip(browser: Browser, url: string, backend: string): Pr
   page.on('pageerror', (err) => errors.push(err.message));
   await page.goto(`${url}?backend=${backend}&epochs=${EPOCHS}`);
   await page.waitForFunction(() => (window as unknown as PageWindow).demoResult?.done === true, undefined,
-      {timeout: 900_000, polling: 500});
+      {timeout: 600_000, polling: 500});
   const result = (await page.evaluate(() => (window as unknown as PageWindow).demoResult))!;
   await page.screenshot({path: join(RESULTS, `demo-${backend}.png`), fullPage: true});
   const shown = await page.textContent('#result');
