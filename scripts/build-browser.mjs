@@ -15,12 +15,12 @@ import {fileURLToPath} from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const outDir = join(root, 'dist/browser');
 const PEERS = ['@tensorflow/tfjs-core', '@tensorflow/tfjs-layers'];
-export const IIFE_FILE = join(outDir, 'tfjs-normalization.min.js');
-export const ESM_FILE = join(outDir, 'tfjs-normalization.esm.js');
+const IIFE_FILE = join(outDir, 'tfjs-normalization.min.js');
+const ESM_FILE = join(outDir, 'tfjs-normalization.esm.js');
 
 // Strings that occur only inside tfjs's own code (engine, layers model, backends):
 // finding one in our output means tfjs was bundled.
-export const TFJS_MARKERS = [
+const TFJS_MARKERS = [
   'Cannot initialize backend',
   'first layer in a Sequential model must get an',
   'MathBackendCPU',
@@ -66,7 +66,7 @@ const common = {
 };
 
 /** Builds both files and checks that no tfjs code is inside; returns their sizes in bytes. */
-export async function buildBrowser() {
+async function buildBrowser() {
   const iife = await esbuild.build({
     ...common, format: 'iife', globalName: 'tfnorm', minify: true, outfile: IIFE_FILE, plugins: [tfjsPeer('iife')],
   });
@@ -90,9 +90,7 @@ export async function buildBrowser() {
   };
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const sizes = await buildBrowser();
-  const kib = (bytes) => `${(bytes / 1024).toFixed(1)} KiB`;
-  console.log(`dist/browser/tfjs-normalization.min.js ${kib(sizes.iife)} (global tfnorm, tfjs from global tf)`);
-  console.log(`dist/browser/tfjs-normalization.esm.js ${kib(sizes.esm)} (imports: ${sizes.esmImports.join(', ')})`);
-}
+const sizes = await buildBrowser();
+const kib = (bytes) => `${(bytes / 1024).toFixed(1)} KiB`;
+console.log(`dist/browser/tfjs-normalization.min.js ${kib(sizes.iife)} (global tfnorm, tfjs from global tf)`);
+console.log(`dist/browser/tfjs-normalization.esm.js ${kib(sizes.esm)} (imports: ${sizes.esmImports.join(', ')})`);

@@ -1,6 +1,6 @@
 // A small static server for the browser demo (127.0.0.1 only). It serves the
 // demo page, the browser build and tfjs's own dist bundle, nothing else.
-// `npm run serve:browser` builds first; PORT picks the port (default 8080).
+// `npm run serve:browser` builds first; PORT picks the port (default 8080, 0 = any free port).
 import {createReadStream, statSync} from 'node:fs';
 import {createServer} from 'node:http';
 import {dirname, extname, join, normalize, sep} from 'node:path';
@@ -31,7 +31,7 @@ function resolvePath(urlPath) {
 }
 
 /** Starts the server; port 0 picks a free port. Resolves to {server, url}. */
-export function startServer({port = 0, host = '127.0.0.1'} = {}) {
+function startServer({port = 0, host = '127.0.0.1'} = {}) {
   const server = createServer((req, res) => {
     const file = resolvePath(new URL(req.url, 'http://localhost').pathname);
     let size = -1;
@@ -60,7 +60,6 @@ export function startServer({port = 0, host = '127.0.0.1'} = {}) {
   });
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const {url} = await startServer({port: Number(process.env.PORT ?? 8080)});
-  console.log(`tfjs-normalization demo: ${url}  (?backend=webgl or ?backend=cpu; Ctrl-C stops)`);
-}
+const {url} = await startServer({port: Number(process.env.PORT ?? 8080)});
+// test/browser/browser.ts reads the URL from this line.
+console.log(`tfjs-normalization demo: ${url}  (?backend=webgl or ?backend=cpu; Ctrl-C stops)`);
