@@ -152,7 +152,13 @@ export abstract class NormalizationLayer extends tfl.layers.Layer {
       this.beta = this.addWeight('beta', [channels], 'float32', this.betaInitializer,
           this.betaRegularizer ?? undefined, true, this.betaConstraint ?? undefined);
     }
-    this.buildStatistics(shape, channels);
+    try {
+      this.buildStatistics(shape, channels);
+    } catch (e) {
+      // A shape-dependent config error (e.g. groups vs channels) leaves no weights behind.
+      for (const w of this.weights) w.dispose();
+      throw e;
+    }
     this.built = true;
   }
 
