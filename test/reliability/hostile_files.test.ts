@@ -66,9 +66,13 @@ function specs(f: Files): Array<{name: string; shape: number[]; dtype: string}> 
 }
 
 function layers(f: Files): Json[] {
+  return (topology(f).config as {layers: Json[]}).layers;
+}
+
+function topology(f: Files): Json {
   // tfjs writes the model config as the topology itself; Keras's converter wraps it in model_config.
-  const topology = f.modelJSON.modelTopology as Json;
-  return ((topology.model_config ?? topology) as {config: {layers: Json[]}}).config.layers;
+  const t = f.modelJSON.modelTopology as Json;
+  return (t.model_config ?? t) as Json;
 }
 
 function normConfig(f: Files): Json {
@@ -243,6 +247,27 @@ function configCases(kind: Kind): Case[] {
       corrupt: (f) => setOwn(normConfig(f), key, {polluted: true, prototype: {polluted: true}}),
       memory: new RegExp(`${cls} 'norm': unknown config field '${shownAs}'`),
       disk: new RegExp(`${cls} 'norm': unknown config field '${shownAs}'`),
+    });
+  }
+  // Elsewhere in the topology tfjs reads only the keys it knows (own keys, copied
+  // into fresh objects), so these load unchanged; the checks below confirm
+  // Object.prototype is untouched.
+  const pollute = {polluted: true, prototype: {polluted: true}};
+  for (const [where, target] of [
+    ['the model config', (f: Files) => topology(f).config as Json],
+    ['the topology', (f: Files) => topology(f)],
+    ['an initializer config', (f: Files) => (normConfig(f).gamma_initializer as Json).config as Json],
+  ] as Array<[string, (f: Files) => Json]>) {
+    cases.push({
+      name: `__proto__ and constructor keys in ${where}`, stage: 'config', memory: 'loads', disk: 'loads',
+      corrupt: (f) => { setOwn(target(f), '__proto__', pollute); setOwn(target(f), 'constructor', pollute); },
+    });
+  }
+  for (const [className, shownAs] of [['constructor', 'constructor'], ['__proto__', 'Proto'], ['toString', 'toString']]) {
+    cases.push({
+      name: `layer class_name ${className}`, stage: 'config',
+      corrupt: (f) => { layers(f)[0].class_name = className; },
+      memory: new RegExp(`Unknown layer: ${shownAs}\\.`), disk: new RegExp(`Unknown layer: ${shownAs}\\.`),
     });
   }
   cases.push({
