@@ -9,11 +9,14 @@
  *   dx = (1/√(σ²+ε))·(g − mean(g) − x̂·mean(g·x̂))
  *   dγ = Σ_{n, positions} dy·x̂,  dβ = Σ_{n, positions} dy
  *
- * The composite kernels read x as [N, A, G, C/G, B]: A = product of the
- * dimensions between the batch and the channel axis (channels-last), B = product
- * of those after it (channels-first); statistics reduce over axes [1, 3, 4].
+ * The composite kernels read x as [N, A, C, B]: A = product of the dimensions
+ * between the batch and the channel axis (channels-last), B = product of those
+ * after it (channels-first). Sums over A and B per (sample, channel) are
+ * matMuls (./reduce.ts), then channels are summed per group (small tensors);
+ * full-size temporaries are disposed as soon as used.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import {sumPerSampleChannel} from './reduce';
 import {defineComposite, runKernel} from './registry';
 
 export const GROUP_NORM = 'TfjsNormalizationGroupNorm';
@@ -79,19 +82,30 @@ interface Attrs {
   epsilon: number;
 }
 
-/** The [N, A, G, C/G, B] view and the shape γ, β broadcast to against it. */
-function groupView(shape: readonly number[], {axis, groups}: Attrs): {view: number[]; param: number[]} {
+/** The [N, A, C, B] view of x. */
+function groupView(shape: readonly number[], axis: number): number[] {
   let a = 1;
   let b = 1;
   for (let i = 1; i < axis; i++) a *= shape[i];
   for (let i = axis + 1; i < shape.length; i++) b *= shape[i];
-  const perGroup = shape[axis] / groups;
-  return {view: [shape[0], a, groups, perGroup, b], param: [1, 1, groups, perGroup, 1]};
+  return [shape[0], a, shape[axis], b];
 }
 
-const GROUP_AXES = [1, 3, 4];
-// Per-channel parameter gradients sum over everything but the channel (G, C/G).
-const CHANNEL_SUM_AXES = [0, 1, 4];
+/** Helpers over the [N, A, C, B] view for G groups; per-(sample, channel) tensors are [N, C]. */
+function groupOps(view: number[], groups: number) {
+  const [n, a, c, b] = view;
+  return {
+    /** Σ over A and B: [N, C]. */
+    perChannel: (t: tf.Tensor) => tf.tidy(() => sumPerSampleChannel(t, n, a, c, b)),
+    /** [N, C] summed over each group's channels: [N, G]. */
+    perGroup: (t: tf.Tensor) => tf.sum(tf.reshape(t, [n, groups, c / groups]), 2),
+    /** [N, G] repeated for each channel of the group, shaped to broadcast against the view. */
+    // A product with ones, not tf.tile: the wasm backend's Tile is a slow loop.
+    spread: (t: tf.Tensor) => tf.reshape(tf.mul(tf.reshape(t, [n, groups, 1]), tf.ones([1, 1, c / groups])), [n, 1, c, 1]),
+    /** [N, C] or [C] shaped to broadcast against the view. */
+    param: (t: tf.Tensor) => tf.reshape(t, [t.shape.length === 1 ? 1 : n, 1, c, 1]),
+  };
+}
 
 tf.registerGradient({
   kernelName: GROUP_NORM,
@@ -107,31 +121,47 @@ tf.registerGradient({
 
 defineComposite(GROUP_NORM, (inputs, attrs) => {
   const {x, gamma, beta} = inputs;
-  const a = attrs as unknown as Attrs;
-  const {view, param} = groupView(x.shape, a);
+  const {axis, groups, epsilon} = attrs as unknown as Attrs;
+  const view = groupView(x.shape, axis);
+  const {perChannel, perGroup, spread, param} = groupOps(view, groups);
+  const count = view[1] * view[2] / groups * view[3];
   const xv = tf.reshape(x, view);
-  const {mean, variance} = tf.moments(xv, GROUP_AXES, true);
-  let y = tf.mul(tf.mul(tf.sub(xv, mean), tf.rsqrt(tf.add(variance, a.epsilon))),
-      tf.reshape(gamma, param));
-  if (beta != null) y = tf.add(y, tf.reshape(beta, param));
-  const perGroup = [x.shape[0], a.groups];
-  return [tf.reshape(y, x.shape), tf.reshape(mean, perGroup), tf.reshape(variance, perGroup)];
+  // The mean in two steps (a first estimate, then the mean of x minus it) keeps
+  // float32 sums accurate when the mean dwarfs the spread.
+  const roughMean = tf.div(perGroup(perChannel(xv)), count);
+  const shifted = tf.sub(xv, spread(roughMean));
+  const meanShift = tf.div(perGroup(perChannel(shifted)), count);
+  const variance = tf.tidy(() =>
+    tf.div(perGroup(perChannel(tf.squaredDifference(shifted, spread(meanShift)))), count));
+  // y = (x − μ)·γ/σ + β = shifted·scale + offset per (sample, channel).
+  const scale = tf.mul(spread(tf.rsqrt(tf.add(variance, epsilon))), param(gamma));
+  let offset = tf.neg(tf.mul(spread(meanShift), scale));
+  if (beta != null) offset = tf.add(offset, param(beta));
+  const y = tf.tidy(() => tf.add(tf.mul(shifted, scale), offset));
+  shifted.dispose();
+  return [tf.reshape(y, x.shape), tf.add(roughMean, meanShift), variance];
 });
 
 defineComposite(GROUP_NORM_GRAD, (inputs, attrs) => {
   const {dy, x, mean, variance, gamma} = inputs;
-  const a = attrs as unknown as Attrs;
-  const {view, param} = groupView(x.shape, a);
-  const stat = (t: tf.Tensor) => tf.reshape(t, [x.shape[0], 1, a.groups, 1, 1]);
-  const invStd = tf.rsqrt(tf.add(stat(variance), a.epsilon));
-  const xhat = tf.mul(tf.sub(tf.reshape(x, view), stat(mean)), invStd);
+  const {axis, groups, epsilon} = attrs as unknown as Attrs;
+  const view = groupView(x.shape, axis);
+  const {perChannel, perGroup, spread, param} = groupOps(view, groups);
+  const count = view[1] * view[2] / groups * view[3];
   const dyv = tf.reshape(dy, view);
-  const g = tf.mul(dyv, tf.reshape(gamma, param));
-  const meanG = tf.mean(g, GROUP_AXES, true);
-  const meanGXhat = tf.mean(tf.mul(g, xhat), GROUP_AXES, true);
-  const dx = tf.mul(invStd, tf.sub(tf.sub(g, meanG), tf.mul(xhat, meanGXhat)));
-  const channels = [x.shape[a.axis]];
-  const dGamma = tf.reshape(tf.sum(tf.mul(dyv, xhat), CHANNEL_SUM_AXES), channels);
-  const dBeta = tf.reshape(tf.sum(dyv, CHANNEL_SUM_AXES), channels);
-  return [tf.reshape(dx, x.shape), dGamma, dBeta];
+  const centered = tf.tidy(() => tf.sub(tf.reshape(x, view), spread(mean)));
+  const invStd = tf.rsqrt(tf.add(variance, epsilon));
+  const sumDy = tf.reshape(perChannel(dyv), [view[0], view[2]]);
+  const sumDyXc = tf.tidy(() => tf.reshape(perChannel(tf.mul(dyv, centered)), [view[0], view[2]]));
+  // dx = (1/σ)·(γ·dy − mean(γ·dy) − x̂·mean(γ·dy·x̂)) = dy·γ/σ + centered·q + k per (sample, group).
+  const g = tf.reshape(gamma, [1, view[2]]);
+  const q = tf.neg(tf.div(tf.mul(tf.pow(invStd, 3), perGroup(tf.mul(sumDyXc, g))), count));
+  const k = tf.neg(tf.div(tf.mul(invStd, perGroup(tf.mul(sumDy, g))), count));
+  const partial = tf.tidy(() => tf.add(tf.mul(centered, spread(q)), spread(k)));
+  centered.dispose();
+  const dx = tf.tidy(() => tf.add(tf.mul(dyv, tf.mul(spread(invStd), param(gamma))), partial));
+  partial.dispose();
+  const perSampleInvStd = tf.reshape(spread(invStd), [view[0], view[2]]);
+  const dGamma = tf.sum(tf.mul(sumDyXc, perSampleInvStd), 0);
+  return [tf.reshape(dx, x.shape), dGamma, tf.sum(sumDy, 0)];
 });

@@ -1,12 +1,11 @@
 /**
  * Fused cpu BATCH_NORM_TRAINING: per-channel mean, then the biased variance as
  * Σ(x − μ)² (two passes, float64 accumulators: exact enough for inputs whose
- * mean dwarfs their spread), then y = x·scale + offset in one pass with
- * scale = γ·r/√(σ²+ε) and offset = β + γ·d − μ·scale folded in float64.
+ * mean dwarfs their spread), then y = γ·((x − μ)·r/σ + d) + β in a third.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {BATCH_NORM_TRAINING} from '../batch_norm';
-import {affine, countPerEntry, dividedBy, entrySquaredDeviations, entrySums, layoutOf, output, read} from './passes';
+import {countPerGroup, dividedBy, groupSums, layoutOf, normalize, output, read} from './passes';
 
 export const batchNormTrainingConfig: tf.KernelConfig = {
   kernelName: BATCH_NORM_TRAINING,
@@ -16,19 +15,16 @@ export const batchNormTrainingConfig: tf.KernelConfig = {
     const {beta, renormMean, renormStddev} = inputs as Record<string, tf.TensorInfo | undefined>;
     const {axis, epsilon, rmin, rmax, dmax} = attrs as Record<string, number>;
     const xs = read(backend, x);
-    const layout = layoutOf(x.shape, axis, false);
-    const n = countPerEntry(layout);
+    const layout = layoutOf(x.shape, axis);
+    const n = countPerGroup(layout);
     const c = layout.channels;
-    const mean = dividedBy(entrySums(xs, layout), n);
-    const variance = dividedBy(entrySquaredDeviations(xs, layout, mean), n);
-    const g = read(backend, gamma);
-    const b = beta == null ? null : read(backend, beta);
+    const mean = dividedBy(groupSums(xs, layout, null, false), n);
+    const variance = dividedBy(groupSums(xs, layout, mean, true), n);
     const renorm = renormMean != null && renormStddev != null ?
         {mean: read(backend, renormMean), stddev: read(backend, renormStddev)} : null;
     const r = new Float64Array(c).fill(1);
     const d = new Float64Array(c);
-    const scale = new Float64Array(c);
-    const offset = new Float64Array(c);
+    const rOverStd = new Float64Array(c);
     for (let k = 0; k < c; k++) {
       const std = Math.sqrt(variance[k] + epsilon);
       if (renorm != null) {
@@ -36,10 +32,10 @@ export const batchNormTrainingConfig: tf.KernelConfig = {
         r[k] = Math.min(Math.max(std / s, rmin), rmax);
         d[k] = Math.min(Math.max((mean[k] - renorm.mean[k]) / s, -dmax), dmax);
       }
-      scale[k] = g[k] * r[k] / std;
-      offset[k] = (b == null ? 0 : b[k]) + g[k] * d[k] - mean[k] * scale[k];
+      rOverStd[k] = r[k] / std;
     }
-    return [output(backend, x.shape, affine(xs, layout, scale, offset)), output(backend, [c], mean),
-      output(backend, [c], variance), output(backend, [c], r), output(backend, [c], d)];
+    const y = normalize(xs, layout, mean, rOverStd, d, read(backend, gamma), beta == null ? null : read(backend, beta));
+    return [output(backend, x.shape, y), output(backend, [c], mean), output(backend, [c], variance),
+      output(backend, [c], r), output(backend, [c], d)];
   },
 };
