@@ -16,6 +16,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {fileSystem, NormalizationLayer, NormalizationLayerArgs} from 'tfjs-normalization/node';
+import {runMain} from './run_main';
 
 export interface FilterResponseNormArgs extends NormalizationLayerArgs {
   /** Learn the threshold τ of the TLU. Default true. */
@@ -119,10 +120,4 @@ export async function main(options: {epochs?: number; log?: (line: string) => vo
   }
 }
 
-if (require.main === module) {
-  tf.env().set('PROD', true); // silences the cpu backend's advertisement for tfjs-node
-  main().catch((e) => {
-    console.error(e);
-    process.exitCode = 1;
-  });
-}
+runMain(module, () => main());

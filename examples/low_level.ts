@@ -14,6 +14,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-layers'; // registers the gradients of tfjs's own ops
 import {batchNormInference, batchNormTraining} from 'tfjs-normalization';
+import {runMain} from './run_main';
 
 export type NormOp = 'tf.batchNorm' | 'package';
 
@@ -123,13 +124,7 @@ export async function main(options: {op?: NormOp; steps?: number; log?: (line: s
   return result;
 }
 
-if (require.main === module) {
-  tf.env().set('PROD', true); // silences the cpu backend's advertisement for tfjs-node
-  (async () => {
-    await main({op: 'tf.batchNorm'});
-    await main({op: 'package'});
-  })().catch((e) => {
-    console.error(e);
-    process.exitCode = 1;
-  });
-}
+runMain(module, async () => {
+  await main({op: 'tf.batchNorm'});
+  await main({op: 'package'});
+});

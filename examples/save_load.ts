@@ -17,6 +17,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {batchNorm, batchRenorm, fileSystem, groupNorm} from 'tfjs-normalization/node';
+import {runMain} from './run_main';
 
 export interface SaveLoadOptions {
   /** Where to save; default a fresh temporary directory, removed afterwards. */
@@ -82,10 +83,4 @@ export async function main(options: Partial<SaveLoadOptions> = {}): Promise<Save
   }
 }
 
-if (require.main === module) {
-  tf.env().set('PROD', true); // silences the cpu backend's advertisement for tfjs-node
-  main().catch((e) => {
-    console.error(e);
-    process.exitCode = 1;
-  });
-}
+runMain(module, () => main());

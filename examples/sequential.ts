@@ -11,6 +11,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {batchNorm, batchRenorm, groupNorm} from 'tfjs-normalization';
+import {runMain} from './run_main';
 
 export interface SequentialOptions {
   epochs: number;
@@ -72,10 +73,4 @@ export async function main(options: Partial<SequentialOptions> = {}): Promise<Se
   return {losses, testAccuracy};
 }
 
-if (require.main === module) {
-  tf.env().set('PROD', true); // silences the cpu backend's advertisement for tfjs-node
-  main().catch((e) => {
-    console.error(e);
-    process.exitCode = 1;
-  });
-}
+runMain(module, () => main());

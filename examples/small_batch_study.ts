@@ -17,6 +17,7 @@ import {Dataset, defaultDataDir, permutation, readSplit, seededRandom, subset} f
 import {Architecture, ModelShape, Variant, VARIANTS} from './small_batch_study/model';
 import {lineChart} from './small_batch_study/svg';
 import {accuracy, bitIdentical, predict, trainRun} from './small_batch_study/train';
+import {runMain} from './run_main';
 
 export interface StudyOptions {
   /** Training examples per epoch (a seeded random subset of the 60,000). */
@@ -323,19 +324,8 @@ export function parseArgs(argv: string[]): Partial<StudyOptions> | 'help' {
   return options;
 }
 
-if (require.main === module) {
-  // Silences the cpu backend's advertisement for tfjs-node (IS_TEST would also
-  // do it but turns on kernel leak checks that fail inside the wasm backend).
-  tf.env().set('PROD', true);
-  (async () => {
-    const parsed = parseArgs(process.argv.slice(2));
-    if (parsed === 'help') {
-      console.log(HELP);
-      return;
-    }
-    await main(parsed);
-  })().catch((e) => {
-    console.error(e instanceof Error ? e.message : e);
-    process.exitCode = 1;
-  });
-}
+runMain(module, async () => {
+  const parsed = parseArgs(process.argv.slice(2));
+  if (parsed === 'help') console.log(HELP);
+  else await main(parsed);
+});
