@@ -84,78 +84,67 @@ function channelSums(x: Float32Array, rows: number, channels: number, shift: Flo
   return acc;
 }
 
-/** out = x·scale + offset, parameters per (sample, channel). */
-function affine(x: Float32Array, l: Layout, scale: Float64Array, offset: Float64Array): Float32Array {
-  const {samples, rows, channels, inner} = l;
-  const out = new Float32Array(x.length);
-  let i = 0;
-  for (let s = 0; s < samples; s++) {
-    const base = s * channels;
-    for (let row = 0; row < rows; row++) {
-      if (inner === 1) {
-        for (let c = 0; c < channels; c++, i++) out[i] = x[i] * scale[base + c] + offset[base + c];
-        continue;
-      }
-      for (let c = 0; c < channels; c++) {
-        const a = scale[base + c];
-        const b = offset[base + c];
-        for (const end = i + inner; i < end; i++) out[i] = x[i] * a + b;
-      }
+// The loops below work one sample at a time (a contiguous block of
+// rows × channels × inner values) with per-channel coefficients for it, so
+// their scratch is per channel and the second pass rereads a cache-warm block.
+
+/** out = x·scale + offset over one sample's block starting at `start`. */
+function affine(x: Float32Array, out: Float32Array, start: number, l: Layout, scale: Float64Array,
+    offset: Float64Array): void {
+  const {rows, channels, inner} = l;
+  let i = start;
+  for (let row = 0; row < rows; row++) {
+    if (inner === 1) {
+      for (let c = 0; c < channels; c++, i++) out[i] = x[i] * scale[c] + offset[c];
+      continue;
+    }
+    for (let c = 0; c < channels; c++) {
+      const a = scale[c];
+      const b = offset[c];
+      for (const end = i + inner; i < end; i++) out[i] = x[i] * a + b;
     }
   }
-  return out;
 }
 
-/** out = dy·p + x·q + k, parameters per (sample, channel). */
-function affine2(dy: Float32Array, x: Float32Array, l: Layout,
-    p: Float64Array, q: Float64Array, k: Float64Array): Float32Array {
-  const {samples, rows, channels, inner} = l;
-  const out = new Float32Array(x.length);
-  let i = 0;
-  for (let s = 0; s < samples; s++) {
-    const base = s * channels;
-    for (let row = 0; row < rows; row++) {
-      if (inner === 1) {
-        for (let c = 0; c < channels; c++, i++) out[i] = dy[i] * p[base + c] + x[i] * q[base + c] + k[base + c];
-        continue;
-      }
-      for (let c = 0; c < channels; c++) {
-        const a = p[base + c];
-        const b = q[base + c];
-        const e = k[base + c];
-        for (const end = i + inner; i < end; i++) out[i] = dy[i] * a + x[i] * b + e;
-      }
+/** out = dy·p + x·q + k over one sample's block starting at `start`. */
+function affine2(dy: Float32Array, x: Float32Array, out: Float32Array, start: number, l: Layout,
+    p: Float64Array, q: Float64Array, k: Float64Array): void {
+  const {rows, channels, inner} = l;
+  let i = start;
+  for (let row = 0; row < rows; row++) {
+    if (inner === 1) {
+      for (let c = 0; c < channels; c++, i++) out[i] = dy[i] * p[c] + x[i] * q[c] + k[c];
+      continue;
+    }
+    for (let c = 0; c < channels; c++) {
+      const a = p[c];
+      const b = q[c];
+      const e = k[c];
+      for (const end = i + inner; i < end; i++) out[i] = dy[i] * a + x[i] * b + e;
     }
   }
-  return out;
 }
 
-/** Σ dy and Σ dy·(x − μ) per (sample, channel), μ per (sample, group), in one pass over both. */
-function entryGradSums(dy: Float32Array, x: Float32Array, l: Layout, mean: Float64Array):
-    {sumDy: Float64Array; sumDyXc: Float64Array} {
-  const {samples, rows, channels, inner, groups, groupOf} = l;
-  const sumDy = new Float64Array(samples * channels);
-  const sumDyXc = new Float64Array(samples * channels);
-  const shift = new Float64Array(channels);
-  let i = 0;
-  for (let s = 0; s < samples; s++) {
-    const base = s * channels;
-    for (let c = 0; c < channels; c++) shift[c] = mean[s * groups + groupOf[c]];
-    for (let row = 0; row < rows; row++) {
-      for (let c = 0; c < channels; c++) {
-        const m = shift[c];
-        let a = 0;
-        let b = 0;
-        for (const end = i + inner; i < end; i++) {
-          a += dy[i];
-          b += dy[i] * (x[i] - m);
-        }
-        sumDy[base + c] += a;
-        sumDyXc[base + c] += b;
+/** Σ dy and Σ dy·(x − center) per channel over one sample's block, into sumDy and sumDyXc. */
+function gradSums(dy: Float32Array, x: Float32Array, start: number, l: Layout, center: Float64Array,
+    sumDy: Float64Array, sumDyXc: Float64Array): void {
+  const {rows, channels, inner} = l;
+  sumDy.fill(0);
+  sumDyXc.fill(0);
+  let i = start;
+  for (let row = 0; row < rows; row++) {
+    for (let c = 0; c < channels; c++) {
+      const m = center[c];
+      let a = 0;
+      let b = 0;
+      for (const end = i + inner; i < end; i++) {
+        a += dy[i];
+        b += dy[i] * (x[i] - m);
       }
+      sumDy[c] += a;
+      sumDyXc[c] += b;
     }
   }
-  return {sumDy, sumDyXc};
 }
 
 /**
@@ -163,18 +152,20 @@ function entryGradSums(dy: Float32Array, x: Float32Array, l: Layout, mean: Float
  * γ, β per channel (β null is 0): every kernel's normalization.
  */
 export function normalize(x: Float32Array, l: Layout, mean: Float64Array, a: Float64Array, b: Float64Array,
-    gamma: ArrayLike<number>, beta: ArrayLike<number> | null): Float32Array {
-  const {samples, channels, groups, groupOf} = l;
-  const scale = new Float64Array(samples * channels);
-  const offset = new Float64Array(samples * channels);
-  for (let s = 0, i = 0; s < samples; s++) {
-    for (let c = 0; c < channels; c++, i++) {
+    gamma: Float32Array, beta: Float32Array | null): Float32Array {
+  const {samples, rows, channels, inner, groups, groupOf} = l;
+  const out = new Float32Array(x.length);
+  const scale = new Float64Array(channels);
+  const offset = new Float64Array(channels);
+  for (let s = 0; s < samples; s++) {
+    for (let c = 0; c < channels; c++) {
       const j = s * groups + groupOf[c];
-      scale[i] = gamma[c] * a[j];
-      offset[i] = (beta == null ? 0 : beta[c]) + gamma[c] * b[j] - mean[j] * scale[i];
+      scale[c] = gamma[c] * a[j];
+      offset[c] = (beta == null ? 0 : beta[c]) + gamma[c] * b[j] - mean[j] * scale[c];
     }
+    affine(x, out, s * rows * channels * inner, l, scale, offset);
   }
-  return affine(x, l, scale, offset);
+  return out;
 }
 
 export interface GradSums {
@@ -184,52 +175,61 @@ export interface GradSums {
   channelDyXhat: Float64Array;
 }
 
+/** A float64 copy (TypedArray.from and map take a slow generic path in V8). */
+function float64(values: Float32Array, f?: (v: number) => number): Float64Array {
+  const out = new Float64Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = f == null ? values[i] : f(values[i]);
+  return out;
+}
+
 /**
  * The input gradient of a normalization and the sums behind its parameter
- * gradients, in two passes. With g = γ·r (batch renorm's r per channel; 1
- * otherwise) and means over each (sample, group):
- *   dx = (1/σ)·(g·dy − mean(g·dy) − x̂·mean(g·dy·x̂)) = dy·p + x·q + k per (sample, channel).
+ * gradients, in two passes per sample. With g = γ·r (batch renorm's r per
+ * channel; 1 otherwise) and means over each (sample, group):
+ *   dx = (1/σ)·(g·dy − mean(g·dy) − x̂·mean(g·dy·x̂)) = dy·p + x·q + k per channel.
  */
 export function normalizationGradient(backend: unknown, inputs: Record<string, tf.TensorInfo>, axis: number,
-    epsilon: number, groups?: number, r?: ArrayLike<number>): {dx: tf.TensorInfo; sums: GradSums} {
+    epsilon: number, groups?: number, r?: Float32Array): {dx: tf.TensorInfo; sums: GradSums} {
   const {dy, x, mean, variance, gamma} = inputs;
   const l = layoutOf(x.shape, axis, groups);
-  const {samples, channels, groupOf} = l;
+  const {samples, rows, channels, inner, groupOf} = l;
   const n = countPerGroup(l);
   const xs = read(backend, x);
   const dys = read(backend, dy);
-  const g = read(backend, gamma);
-  const gain = Float64Array.from(g, (v, c) => v * (r == null ? 1 : r[c]));
-  const mu = Float64Array.from(read(backend, mean));
-  const invStd = Float64Array.from(read(backend, variance), (v) => 1 / Math.sqrt(v + epsilon));
-  const {sumDy, sumDyXc} = entryGradSums(dys, xs, l, mu);
-  // Per (sample, group): Σ g·dy and Σ g·dy·(x − μ); per channel: Σ dy and Σ dy·x̂.
-  const groupDy = new Float64Array(mu.length);
-  const groupDyXc = new Float64Array(mu.length);
+  const gain = float64(read(backend, gamma));
+  if (r != null) for (let c = 0; c < channels; c++) gain[c] *= r[c];
+  const mu = float64(read(backend, mean));
+  const invStd = float64(read(backend, variance), (v) => 1 / Math.sqrt(v + epsilon));
+  const dx = new Float32Array(xs.length);
   const channelDy = new Float64Array(channels);
   const channelDyXhat = new Float64Array(channels);
-  for (let s = 0, i = 0; s < samples; s++) {
-    for (let c = 0; c < channels; c++, i++) {
-      const j = s * l.groups + groupOf[c];
-      groupDy[j] += gain[c] * sumDy[i];
-      groupDyXc[j] += gain[c] * sumDyXc[i];
-      channelDy[c] += sumDy[i];
-      channelDyXhat[c] += sumDyXc[i] * invStd[j];
+  // Per-channel scratch for the current sample, and its per-group sums Σ g·dy and Σ g·dy·(x − μ).
+  const [center, sumDy, sumDyXc, p, q, k] = Array.from({length: 6}, () => new Float64Array(channels));
+  const groupDy = new Float64Array(l.groups);
+  const groupDyXc = new Float64Array(l.groups);
+  for (let s = 0; s < samples; s++) {
+    const start = s * rows * channels * inner;
+    const j0 = s * l.groups;
+    for (let c = 0; c < channels; c++) center[c] = mu[j0 + groupOf[c]];
+    gradSums(dys, xs, start, l, center, sumDy, sumDyXc);
+    groupDy.fill(0);
+    groupDyXc.fill(0);
+    for (let c = 0; c < channels; c++) {
+      groupDy[groupOf[c]] += gain[c] * sumDy[c];
+      groupDyXc[groupOf[c]] += gain[c] * sumDyXc[c];
+      channelDy[c] += sumDy[c];
+      channelDyXhat[c] += sumDyXc[c] * invStd[j0 + groupOf[c]];
     }
-  }
-  const p = new Float64Array(samples * channels);
-  const q = new Float64Array(samples * channels);
-  const k = new Float64Array(samples * channels);
-  for (let s = 0, i = 0; s < samples; s++) {
-    for (let c = 0; c < channels; c++, i++) {
-      const j = s * l.groups + groupOf[c];
-      const t = invStd[j];
-      p[i] = gain[c] * t;
-      q[i] = -t * t * t * groupDyXc[j] / n;
-      k[i] = -t * groupDy[j] / n - mu[j] * q[i];
+    for (let c = 0; c < channels; c++) {
+      const g = groupOf[c];
+      const t = invStd[j0 + g];
+      p[c] = gain[c] * t;
+      q[c] = -t * t * t * groupDyXc[g] / n;
+      k[c] = -t * groupDy[g] / n - center[c] * q[c];
     }
+    affine2(dys, xs, dx, start, l, p, q, k);
   }
-  return {dx: output(backend, x.shape, affine2(dys, xs, l, p, q, k)), sums: {channelDy, channelDyXhat}};
+  return {dx: output(backend, x.shape, dx), sums: {channelDy, channelDyXhat}};
 }
 
 /** The cpu backend's storage, as its kernels use it (the package does not import tfjs-backend-cpu). */
