@@ -64,10 +64,10 @@ export function kernelCases(shape: number[], axis: number, seed: number): Kernel
   };
   const groups = groupsFor(c);
   const gnAttrs = {axis, groups, epsilon: 1e-3};
-  const gnGradIn = () => {
+  const gnGradIn = (g = groups) => () => {
     const fwd = {x: x(), gamma: gamma()};
-    const [, mean, variance] = tf.engine().runKernel(GROUP_NORM, fwd, gnAttrs as unknown as tf.NamedAttrMap) as
-        tf.Tensor[];
+    const [, mean, variance] = tf.engine().runKernel(GROUP_NORM, fwd,
+        {...gnAttrs, groups: g} as unknown as tf.NamedAttrMap) as tf.Tensor[];
     return {dy: dy(), x: fwd.x, mean, variance, gamma: fwd.gamma};
   };
   const at = `[${shape}] axis ${axis}`;
@@ -85,7 +85,11 @@ export function kernelCases(shape: number[], axis: number, seed: number): Kernel
       inputs: () => ({x: x(), scale: gamma(), offset: beta()})},
     {label: `GN groups ${groups} ${at}`, kernel: GROUP_NORM, shape, attrs: gnAttrs,
       inputs: () => ({x: x(), gamma: gamma(), beta: beta()})},
-    {label: `GN gradient groups ${groups} ${at}`, kernel: GROUP_NORM_GRAD, shape, attrs: gnAttrs, inputs: gnGradIn},
+    {label: `GN gradient groups ${groups} ${at}`, kernel: GROUP_NORM_GRAD, shape, attrs: gnAttrs, inputs: gnGradIn()},
+    {label: `GN groups ${c} (instance norm) ${at}`, kernel: GROUP_NORM, shape, attrs: {...gnAttrs, groups: c},
+      inputs: () => ({x: x(), gamma: gamma(), beta: beta()})},
+    {label: `GN gradient groups ${c} (instance norm) ${at}`, kernel: GROUP_NORM_GRAD, shape,
+      attrs: {...gnAttrs, groups: c}, inputs: gnGradIn(c)},
   ];
 }
 

@@ -85,8 +85,8 @@ describe('fused forward kernels against float64 references', () => {
       tf.dispose([out.y, out.mean, out.variance, out.r, out.d]);
     });
 
-    it(`group norm y, mean, variance for [${shape}] axis ${axis}`, () => {
-      const groups = c % 2 === 0 ? 2 : 1;
+    it.each([c % 2 === 0 ? 2 : 1, c])(`group norm with %d groups: y, mean, variance for [${shape}] axis ${axis}`,
+        (groups) => {
       const out = groupNormOp(tf.tensor(xData, shape), tf.tensor1d(gamma), tf.tensor1d(beta),
           {axis, groups, epsilon: 1e-3});
       const expected = groupNormRef(ref(shape, xData), axis, groups, 1e-3, gamma, beta);
@@ -151,8 +151,8 @@ describe('gradients of the fused kernels against float64 central finite differen
       }));
     });
 
-    it(`group norm dx, dγ, dβ for [${shape}] axis ${axis}`, () => {
-      const groups = c % 2 === 0 ? 2 : 1;
+    it.each([c % 2 === 0 ? 2 : 1, c])(`group norm with %d groups: dx, dγ, dβ for [${shape}] axis ${axis}`,
+        (groups) => {
       const actual = grads((x, g, b) => groupNormOp(x, g, b, {axis, groups, epsilon: eps}).y);
       expectClose(actual, differences((xs, g, b) =>
         weightedSum(groupNormRef(ref(shape, xs), axis, groups, eps, g, b).y.data, w)));

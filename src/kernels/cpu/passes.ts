@@ -50,7 +50,7 @@ export function groupSums(x: Float32Array, l: Layout, center: Float64Array | nul
   const shift = center ?? acc.slice();
   // A group's values in one row are a contiguous run: its channels times inner.
   const run = channels / groups * inner;
-  if (run === 1) return channelSums(x, rows, channels, shift, squared);
+  if (run === 1) return channelSums(x, l, shift, squared);
   let i = 0;
   for (let s = 0; s < samples; s++) {
     for (let row = 0; row < rows; row++) {
@@ -69,16 +69,18 @@ export function groupSums(x: Float32Array, l: Layout, center: Float64Array | nul
   return acc;
 }
 
-/** groupSums for one value per run (batch norm, channels-last): rows of `channels` values. */
-function channelSums(x: Float32Array, rows: number, channels: number, shift: Float64Array,
-    squared: boolean): Float64Array {
-  const acc = new Float64Array(channels);
+/** groupSums for one value per run (one channel per group, channels-last): rows of `channels` values. */
+function channelSums(x: Float32Array, l: Layout, shift: Float64Array, squared: boolean): Float64Array {
+  const {samples, rows, channels} = l;
+  const acc = new Float64Array(samples * channels);
   let i = 0;
-  for (let row = 0; row < rows; row++) {
-    if (squared) {
-      for (let c = 0; c < channels; c++, i++) acc[c] += (x[i] - shift[c]) * (x[i] - shift[c]);
-    } else {
-      for (let c = 0; c < channels; c++, i++) acc[c] += x[i] - shift[c];
+  for (let base = 0; base < acc.length; base += channels) {
+    for (let row = 0; row < rows; row++) {
+      if (squared) {
+        for (let c = base; c < base + channels; c++, i++) acc[c] += (x[i] - shift[c]) * (x[i] - shift[c]);
+      } else {
+        for (let c = base; c < base + channels; c++, i++) acc[c] += x[i] - shift[c];
+      }
     }
   }
   return acc;
