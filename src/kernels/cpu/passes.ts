@@ -45,13 +45,30 @@ export function dividedBy(values: Float64Array, n: number): Float64Array {
 
 /** Σ (x − center) per (sample, group), or Σ (x − center)² when `squared`; center null is 0. */
 export function groupSums(x: Float32Array, l: Layout, center: Float64Array | null, squared: boolean): Float64Array {
-  const {samples, rows, channels, inner, groups} = l;
+  const {samples, rows, channels, inner, groups, groupOf} = l;
   const acc = new Float64Array(samples * groups);
   const shift = center ?? acc.slice();
-  // A group's values in one row are a contiguous run: its channels times inner.
-  const run = channels / groups * inner;
-  if (run === 1) return channelSums(x, l, shift, squared);
   let i = 0;
+  if (inner === 1 && rows > 1) {
+    // Channels-last: sum each sample's rows per channel, then per group.
+    const partial = new Float64Array(channels);
+    const m = new Float64Array(channels);
+    for (let s = 0; s < samples; s++) {
+      for (let c = 0; c < channels; c++) m[c] = shift[s * groups + groupOf[c]];
+      partial.fill(0);
+      for (let row = 0; row < rows; row++) {
+        if (squared) {
+          for (let c = 0; c < channels; c++, i++) partial[c] += (x[i] - m[c]) * (x[i] - m[c]);
+        } else {
+          for (let c = 0; c < channels; c++, i++) partial[c] += x[i] - m[c];
+        }
+      }
+      for (let c = 0; c < channels; c++) acc[s * groups + groupOf[c]] += partial[c];
+    }
+    return acc;
+  }
+  // Otherwise a group's values in one row are one contiguous run: its channels times inner.
+  const run = channels / groups * inner;
   for (let s = 0; s < samples; s++) {
     for (let row = 0; row < rows; row++) {
       for (let j = s * groups; j < (s + 1) * groups; j++) {
@@ -63,23 +80,6 @@ export function groupSums(x: Float32Array, l: Layout, center: Float64Array | nul
           for (const end = i + run; i < end; i++) sum += x[i] - m;
         }
         acc[j] += sum;
-      }
-    }
-  }
-  return acc;
-}
-
-/** groupSums for one value per run (one channel per group, channels-last): rows of `channels` values. */
-function channelSums(x: Float32Array, l: Layout, shift: Float64Array, squared: boolean): Float64Array {
-  const {samples, rows, channels} = l;
-  const acc = new Float64Array(samples * channels);
-  let i = 0;
-  for (let base = 0; base < acc.length; base += channels) {
-    for (let row = 0; row < rows; row++) {
-      if (squared) {
-        for (let c = base; c < base + channels; c++, i++) acc[c] += (x[i] - shift[c]) * (x[i] - shift[c]);
-      } else {
-        for (let c = base; c < base + channels; c++, i++) acc[c] += x[i] - shift[c];
       }
     }
   }
