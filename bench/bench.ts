@@ -1,0 +1,299 @@
+/**
+ * `npm run bench`: this package's layers side by side with tfjs's built-in
+ * `tf.layers.batchNormalization`, on the same backend in one process.
+ *
+ * For every backend (cpu, wasm) and input ([32,32,32,64] and [256,512]
+ * channels-last, [32,64,32,32] channels-first) it times
+ *  - inference: `layer.apply(x)`,
+ *  - training forward + backward: `layer.apply(x, {training: true})` (which also
+ *    updates the moving statistics) and the gradients with respect to x and
+ *    every trainable weight, for an upstream gradient w: the gradient of
+ *    Σ y·w, without timing a multiply and sum that are not the layer's,
+ * as medians after warm-up; effective GB/s counts the bytes a training step
+ * must move at least (read x, write y; read x and dy, write dx: 5 × 4 bytes
+ * per value; inference 2 × 4); peak bytes are tf.profile's peak of one
+ * training step above the bytes held before it. Then `trainOnBatch` of a
+ * small Conv2D + BN network, ours against the built-in, on cpu.
+ *
+ * Writes bench/results.md (unless --quick) and prints the same Markdown.
+ */
+import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-wasm';
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import {execSync} from 'child_process';
+import {readFileSync, writeFileSync} from 'fs';
+import * as path from 'path';
+import {BatchNormLayer, BatchRenormLayer, GroupNormLayer} from 'tfjs-normalization';
+
+const QUICK = process.argv.includes('--quick');
+const RUNS = QUICK ? 3 : 10;
+/** The built-in layer's training on cpu takes seconds per step. */
+const SLOW_RUNS = QUICK ? 1 : 5;
+const WARMUP = QUICK ? 1 : 3;
+
+type LayerName = 'built-in' | 'BatchNormLayer' | 'BatchRenormLayer' | 'GroupNormLayer';
+const LAYERS: Array<[LayerName, (axis: number) => tfl.layers.Layer]> = [
+  ['built-in', (axis) => tfl.layers.batchNormalization({axis})],
+  ['BatchNormLayer', (axis) => new BatchNormLayer({axis})],
+  ['BatchRenormLayer', (axis) => new BatchRenormLayer({axis, renormClipping: {rmax: 3, rmin: 1 / 3, dmax: 5}})],
+  ['GroupNormLayer', (axis) => new GroupNormLayer({axis, groups: 32})],
+];
+const SHAPES: Array<{shape: number[]; axis: number}> = [
+  {shape: [32, 32, 32, 64], axis: -1},
+  {shape: [256, 512], axis: -1},
+  {shape: [32, 64, 32, 32], axis: 1},
+];
+
+interface Row {
+  backend: string;
+  shape: string;
+  layer: LayerName;
+  inferenceMs: number;
+  trainingMs: number | null;
+  trainingRuns: number;
+  peakBytes: number | null;
+  /** Why training failed, or why the inference output is not to be trusted. */
+  note: string;
+}
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Median wall time of `f` in ms; cpu and wasm run kernels synchronously. */
+function medianMs(f: () => tf.TensorContainer, runs: number, warmup: number): number {
+  for (let i = 0; i < warmup; i++) tf.dispose(f());
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    tf.dispose(f());
+    times.push(performance.now() - t0);
+  }
+  return median(times);
+}
+
+async function measureLayer(backend: string, shape: number[], axis: number, name: LayerName,
+    make: (axis: number) => tfl.layers.Layer, reference: tf.Tensor | null): Promise<{row: Row; inference: tf.Tensor}> {
+  const x = tf.randomNormal(shape, 1, 2, 'float32', 1);
+  const dy = tf.randomNormal(shape, 0, 1, 'float32', 2);
+  const layer = make(axis);
+  layer.apply(x);
+  // The same non-trivial weights for every layer (weights in Keras order), so the inference outputs are comparable.
+  tf.tidy(() => layer.setWeights(layer.weights.map((w, i) =>
+    tf.randomUniform(w.shape as number[], 0.5, 1.5, 'float32', 10 + i))));
+  const inference = layer.apply(x) as tf.Tensor;
+  let note = '';
+  if (reference != null) {
+    const diff = tf.tidy(() => tf.max(tf.abs(tf.sub(inference, reference))).dataSync()[0]);
+    if (!(diff < 1e-3)) note = `inference output wrong: differs from BatchNormLayer's (float64-checked) by up to ${diff.toPrecision(3)}`;
+  }
+  const inferenceMs = medianMs(() => layer.apply(x) as tf.Tensor, RUNS, WARMUP);
+  const weights = layer.trainableWeights.map((v) => v.read());
+  const step = () => {
+    const {value, grads} = tf.engine().gradients(() => layer.apply(x, {training: true}) as tf.Tensor, [x, ...weights], dy);
+    return [value, ...grads];
+  };
+  const slow = backend === 'cpu' && name === 'built-in';
+  const trainingRuns = slow ? SLOW_RUNS : RUNS;
+  let trainingMs: number | null = null;
+  let peakBytes: number | null = null;
+  try {
+    trainingMs = medianMs(step, trainingRuns, slow ? 1 : WARMUP);
+    const before = tf.memory().numBytes;
+    const profile = await tf.profile(step);
+    tf.dispose(profile.result as tf.TensorContainer);
+    peakBytes = profile.peakBytes - before;
+  } catch (e) {
+    note = [note, `training throws: ${(e as Error).message.split('\n')[0]}`].filter((v) => v !== '').join('; ');
+  }
+  layer.dispose();
+  tf.dispose([x, dy]);
+  return {row: {backend, shape: describe(shape, axis), layer: name, inferenceMs, trainingMs, trainingRuns, peakBytes, note},
+    inference};
+}
+
+function describe(shape: number[], axis: number): string {
+  return `[${shape.join(',')}] axis ${axis}`;
+}
+
+async function layerRows(): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const backend of ['cpu', 'wasm']) {
+    // IS_TEST silences the cpu backend's tfjs-node notice; on wasm it turns on leak checks that fail in tfjs's own kernels.
+    tf.env().set('IS_TEST', backend === 'cpu');
+    await tf.setBackend(backend);
+    for (const {shape, axis} of SHAPES) {
+      // Our BatchNormLayer first: its inference output is the reference the built-in's is checked against.
+      const ours = await measureLayer(backend, shape, axis, 'BatchNormLayer', LAYERS[1][1], null);
+      for (const [name, make] of LAYERS) {
+        if (name === 'BatchNormLayer') {
+          rows.push(ours.row);
+          continue;
+        }
+        const measured = await measureLayer(backend, shape, axis, name, make, name === 'built-in' ? ours.inference : null);
+        measured.inference.dispose();
+        rows.push(measured.row);
+        process.stderr.write(`${backend} ${describe(shape, axis)} ${name} done\n`);
+      }
+      ours.inference.dispose();
+    }
+  }
+  tf.env().set('IS_TEST', true);
+  return rows;
+}
+
+/** The CNN's batch: small, because tfjs's cpu Conv2DBackpropFilter takes most of a step. */
+const CNN_BATCH = [16, 16, 16, 3];
+const CNN_RUNS = QUICK ? 2 : 5;
+
+/** Median ms of `trainOnBatch` for a Conv2D + BN + ReLU ×2 network. */
+async function cnnMs(bn: () => tfl.layers.Layer): Promise<number> {
+  const model = tfl.sequential({layers: [
+    tfl.layers.conv2d({inputShape: CNN_BATCH.slice(1), filters: 8, kernelSize: 3, padding: 'same', useBias: false}),
+    bn(),
+    tfl.layers.activation({activation: 'relu'}),
+    tfl.layers.conv2d({filters: 16, kernelSize: 3, padding: 'same', useBias: false}),
+    bn(),
+    tfl.layers.activation({activation: 'relu'}),
+    tfl.layers.globalAveragePooling2d({}),
+    tfl.layers.dense({units: 10, activation: 'softmax'}),
+  ]});
+  model.compile({optimizer: tf.train.sgd(0.01), loss: 'categoricalCrossentropy'});
+  const x = tf.randomNormal(CNN_BATCH, 0, 1, 'float32', 3);
+  const y = tf.oneHot(tf.randomUniform([CNN_BATCH[0]], 0, 10, 'int32', 4) as tf.Tensor1D, 10);
+  await model.trainOnBatch(x, y);
+  const times: number[] = [];
+  for (let i = 0; i < CNN_RUNS; i++) {
+    const t0 = performance.now();
+    await model.trainOnBatch(x, y);
+    times.push(performance.now() - t0);
+  }
+  model.dispose();
+  tf.dispose([x, y]);
+  return median(times);
+}
+
+function machine(): string {
+  const model = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown';
+  const nproc = execSync('nproc').toString().trim();
+  return `${nproc} cores (nproc), ${model}, Node ${process.version}, tfjs ${tf.version_core}, ${new Date().toISOString()}`;
+}
+
+const ms = (v: number | null) => v == null ? '—' : v < 10 ? v.toFixed(2) : v.toFixed(1);
+const ratio = (a: number | null, b: number | null) => a == null || b == null ? '—' : `${(a / b).toFixed(a / b < 10 ? 2 : 1)}×`;
+const mb = (v: number | null) => v == null ? '—' : (v / 2 ** 20).toFixed(1);
+
+function sizeOf(shape: string): number {
+  return /\[([\d,]+)\]/.exec(shape)![1].split(',').reduce((p, q) => p * Number(q), 1);
+}
+
+function gbps(values: number, bytesPerValue: number, msValue: number | null): string {
+  return msValue == null ? '—' : (values * bytesPerValue / msValue / 1e6).toFixed(2);
+}
+
+function table(rows: Row[]): string {
+  const lines = [
+    '| backend | input | layer | inference ms | speed-up vs built-in | inference GB/s | training fwd+bwd ms (runs) | ' +
+      'speed-up vs built-in | training GB/s | step peak MB | peak vs built-in | note |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const r of rows) {
+    const base = rows.find((b) => b.backend === r.backend && b.shape === r.shape && b.layer === 'built-in')!;
+    const n = sizeOf(r.shape);
+    lines.push(`| ${r.backend} | ${r.shape} | ${r.layer} | ${ms(r.inferenceMs)} | ${ratio(base.inferenceMs, r.inferenceMs)} | ` +
+        `${gbps(n, 8, r.inferenceMs)} | ` +
+        `${ms(r.trainingMs)} (${r.trainingRuns}) | ${ratio(base.trainingMs, r.trainingMs)} | ${gbps(n, 20, r.trainingMs)} | ` +
+        `${mb(r.peakBytes)} | ${ratio(r.peakBytes, base.peakBytes)} | ${r.note} |`);
+  }
+  return lines.join('\n');
+}
+
+/** Each target of issue 4, checked against this run's figures. */
+function targets(rows: Row[]): string {
+  const get = (backend: string, shape: string, layer: LayerName) =>
+    rows.find((r) => r.backend === backend && r.shape === shape && r.layer === layer)!;
+  const lines = ['| target | case | figure | met |', '|---|---|---|---|'];
+  const check = (target: string, c: string, value: number | null, ok: (v: number) => boolean, show: string) =>
+    lines.push(`| ${target} | ${c} | ${value == null ? 'no figure' : show} | ${value != null && ok(value) ? 'yes' : 'NO'} |`);
+  for (const backend of ['cpu', 'wasm']) {
+    for (const {shape, axis} of SHAPES) {
+      const s = describe(shape, axis);
+      const base = get(backend, s, 'built-in');
+      const bn = get(backend, s, 'BatchNormLayer');
+      const c = `${backend} ${s}`;
+      if (base.trainingMs != null) {
+        const need = backend === 'cpu' ? 30 : 2.5;
+        const speedup = base.trainingMs / bn.trainingMs!;
+        check(`training ≥ ${need}× built-in`, c, speedup, (v) => v >= need, `${speedup.toFixed(1)}×`);
+        const peak = bn.peakBytes! / base.peakBytes!;
+        check('training step peak bytes ≤ ½ built-in', c, peak, (v) => v <= 0.5, `${peak.toFixed(2)}×`);
+      } else {
+        lines.push(`| training vs built-in | ${c} | built-in ${base.note} | n/a |`);
+      }
+      for (const layer of ['BatchNormLayer', 'BatchRenormLayer', 'GroupNormLayer'] as LayerName[]) {
+        const speedup = base.inferenceMs / get(backend, s, layer).inferenceMs;
+        // Group norm has no built-in counterpart and computes its statistics at inference too.
+        const what = layer === 'GroupNormLayer' ? `${layer} inference (GN statistics) ≥ 1.0× built-in BN` :
+          `${layer} inference ≥ 1.0× built-in`;
+        check(what, c, speedup, (v) => v >= 1, `${speedup.toFixed(2)}×`);
+      }
+      for (const layer of ['BatchRenormLayer', 'GroupNormLayer'] as LayerName[]) {
+        const t = get(backend, s, layer).trainingMs;
+        const rel = t == null ? null : t / bn.trainingMs!;
+        check(`${layer} training ≤ 1.3× our BN`, c, rel, (v) => v <= 1.3, `${rel?.toFixed(2)}×`);
+      }
+    }
+  }
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  const rows = await layerRows();
+  tf.env().set('IS_TEST', true);
+  await tf.setBackend('cpu');
+  const cnnBuiltin = await cnnMs(() => tfl.layers.batchNormalization());
+  const cnnOurs = await cnnMs(() => new BatchNormLayer());
+  const minutes = ((performance.now() - started) / 60000).toFixed(1);
+  const report = [
+    '# tfjs-normalization benchmark',
+    '',
+    `Machine: ${machine()}. Other processes may have shared the cores.`,
+    `Command: \`npm run bench\`; took ${minutes} min.`,
+    '',
+    `Medians of ${RUNS} runs after ${WARMUP} warm-up runs; the built-in layer's training on cpu: ` +
+      `${SLOW_RUNS} runs after 1 warm-up (seconds per step). Training = forward with \`{training: true}\` ` +
+      '(moving statistics updated) + gradients with respect to x and the trainable weights for an upstream ' +
+      'gradient w (the gradient of Σ y·w). Effective GB/s = the bytes a pass must move at least / time: ' +
+      'inference 8 bytes per value (read x, write y), training 20 (read x, write y; read x and dy, write dx). ' +
+      'Step peak = tf.profile peak bytes of one training step above the bytes held before it. ' +
+      'Speed-up = built-in time / this layer\'s time; peak vs built-in = this layer\'s peak / built-in peak. ' +
+      'BatchRenormLayer: renormClipping {rmax 3, rmin 1/3, dmax 5}; GroupNormLayer: 32 groups.',
+    '',
+    table(rows),
+    '',
+    '## Targets (issue 4)',
+    '',
+    targets(rows),
+    '',
+    `## trainOnBatch, Conv2D(8) + BN + ReLU, Conv2D(16) + BN + ReLU, global pooling, dense; batch [${CNN_BATCH}]; cpu`,
+    '',
+    'tfjs\'s cpu Conv2DBackpropFilter dominates the step, hence the small network and few runs.',
+    '',
+    `| BN layer | trainOnBatch ms (median of ${CNN_RUNS} after 1 warm-up) |`,
+    '|---|---|',
+    `| built-in | ${ms(cnnBuiltin)} |`,
+    `| BatchNormLayer | ${ms(cnnOurs)} (${ratio(cnnBuiltin, cnnOurs)} faster) |`,
+    '',
+  ].join('\n');
+  console.log(report);
+  if (!QUICK) writeFileSync(path.join(__dirname, 'results.md'), report);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
