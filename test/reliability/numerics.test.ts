@@ -16,10 +16,10 @@
  * spread 1e-6 that is 0.1σ for any implementation; the mean bound is
  * therefore 1e-3 or one ulp, whichever is larger.
  */
-import '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {BatchNormLayer} from '../../src';
+import {useBackend} from '../helpers/backends';
 import {channelMoments, normalizeRef, randomData, ref} from '../helpers/reference';
 
 const INPUTS = [
@@ -57,15 +57,7 @@ function errorsOf(layer: tfl.layers.Layer, x: tf.Tensor, axis: number, epsilon: 
 const report: string[] = [];
 
 describe.each(['cpu', 'wasm'])('batch statistics on hard inputs, %s backend', (backend) => {
-  beforeAll(async () => {
-    // IS_TEST's kernel leak check fails inside tfjs's own wasm kernels (test/setup.ts).
-    tf.env().set('IS_TEST', backend !== 'wasm');
-    await tf.setBackend(backend);
-  });
-  afterAll(async () => {
-    tf.env().set('IS_TEST', true);
-    await tf.setBackend('cpu');
-  });
+  useBackend(backend);
 
   for (const input of INPUTS) {
     for (const layout of LAYOUTS) {

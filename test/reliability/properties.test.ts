@@ -8,11 +8,11 @@
  * data seed), so a shrunk counterexample prints as a readable config; the
  * tensors are derived from the seed inside the property.
  */
-import '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import fc from 'fast-check';
 import {BatchNormLayer, BatchRenormLayer, GroupNormLayer, NormalizationLayer} from '../../src';
+import {useBackend} from '../helpers/backends';
 import {channelMoments, maxRelError, normalizeRef, randomData, ref, Ref} from '../helpers/reference';
 import {centralDifferences, groupNormRef, renormStepRef, weightedSum} from '../helpers/variant_reference';
 
@@ -236,15 +236,7 @@ function checkGradients(c: Case): void {
 const KINDS: Kind[] = ['BN', 'BRN', 'GN'];
 
 describe.each(['cpu', 'wasm'])('properties on the %s backend', (backend) => {
-  beforeAll(async () => {
-    // IS_TEST's kernel leak check fails inside tfjs's own wasm kernels (test/setup.ts).
-    tf.env().set('IS_TEST', backend !== 'wasm');
-    await tf.setBackend(backend);
-  });
-  afterAll(async () => {
-    tf.env().set('IS_TEST', true);
-    await tf.setBackend('cpu');
-  });
+  useBackend(backend);
 
   for (const kind of KINDS) {
     it(`${kind}: training output and weight updates match the float64 reference`, () => {
