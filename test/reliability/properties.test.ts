@@ -235,17 +235,26 @@ function checkGradients(c: Case): void {
 
 const KINDS: Kind[] = ['BN', 'BRN', 'GN'];
 
+// Counterexamples found earlier, always tried first: a dmax that rounds to 0 in
+// float32 (wasm's clipByValue returned uninitialized memory) and groups of one value.
+const REGRESSIONS: Case[] = [
+  {kind: 'BRN', shape: [2, 3], axis: 1, epsilon: 0.1, center: false, scale: false, seed: 1, momentum: 0,
+    renormMomentum: 0, renormClipping: {rmax: 1.8254790972400932, dmax: 9.4e-323}},
+  {kind: 'GN', shape: [2, 1], axis: 1, epsilon: 0.1, center: false, scale: false, seed: 1, groups: -1},
+];
+const regressions = (kind: Kind) => REGRESSIONS.filter((c) => c.kind === kind).map((c): [Case] => [c]);
+
 describe.each(['cpu', 'wasm'])('properties on the %s backend', (backend) => {
   useBackend(backend);
 
   for (const kind of KINDS) {
     it(`${kind}: training output and weight updates match the float64 reference`, () => {
-      fc.assert(fc.property(caseArb(kind, 64, 3), checkForward), {numRuns: 60});
+      fc.assert(fc.property(caseArb(kind, 64, 3), checkForward), {numRuns: 60, examples: regressions(kind)});
     });
 
     it(`${kind}: dx, dgamma, dbeta match finite differences of the float64 reference`, () => {
       const trainable = caseArb(kind, 6, 3).filter((c) => kind === 'GN' || valuesPerChannel(c) >= 2);
-      fc.assert(fc.property(trainable, checkGradients), {numRuns: 25});
+      fc.assert(fc.property(trainable, checkGradients), {numRuns: 25, examples: regressions(kind)});
     });
   }
 
