@@ -63,56 +63,81 @@ function median(values: number[]): number {
   return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-/** Median wall time of `f` in ms; cpu and wasm run kernels synchronously. */
-function medianMs(f: () => tf.TensorContainer, runs: number, warmup: number): number {
-  for (let i = 0; i < warmup; i++) tf.dispose(f());
-  const times: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    tf.dispose(f());
-    times.push(performance.now() - t0);
-  }
-  return median(times);
+/** Wall time of one call in ms; cpu and wasm run kernels synchronously. */
+function timeMs(f: () => tf.TensorContainer): number {
+  const t0 = performance.now();
+  tf.dispose(f());
+  return performance.now() - t0;
 }
 
-async function measureLayer(backend: string, shape: number[], axis: number, name: LayerName,
-    make: (axis: number) => tfl.layers.Layer, reference: tf.Tensor | null): Promise<{row: Row; inference: tf.Tensor}> {
+interface Subject {
+  name: LayerName;
+  layer: tfl.layers.Layer;
+  infer: () => tf.Tensor;
+  step: () => tf.Tensor[];
+  runs: number;
+  inferenceTimes: number[];
+  trainingTimes: number[];
+  note: string;
+}
+
+/**
+ * Every layer on one input, runs interleaved round-robin (one run of each layer
+ * per round) so that load from other processes falls on all layers alike.
+ */
+async function measureShape(backend: string, shape: number[], axis: number): Promise<Row[]> {
   const x = tf.randomNormal(shape, 1, 2, 'float32', 1);
   const dy = tf.randomNormal(shape, 0, 1, 'float32', 2);
-  const layer = make(axis);
-  layer.apply(x);
-  // The same non-trivial weights for every layer (weights in Keras order), so the inference outputs are comparable.
-  tf.tidy(() => layer.setWeights(layer.weights.map((w, i) =>
-    tf.randomUniform(w.shape as number[], 0.5, 1.5, 'float32', 10 + i))));
-  const inference = layer.apply(x) as tf.Tensor;
-  let note = '';
-  if (reference != null) {
-    const diff = tf.tidy(() => tf.max(tf.abs(tf.sub(inference, reference))).dataSync()[0]);
-    if (!(diff < 1e-3)) note = `inference output wrong: differs from BatchNormLayer's (float64-checked) by up to ${diff.toPrecision(3)}`;
-  }
-  const inferenceMs = medianMs(() => layer.apply(x) as tf.Tensor, RUNS, WARMUP);
-  const weights = layer.trainableWeights.map((v) => v.read());
-  const step = () => {
-    const {value, grads} = tf.engine().gradients(() => layer.apply(x, {training: true}) as tf.Tensor, [x, ...weights], dy);
-    return [value, ...grads];
+  const subjects: Subject[] = LAYERS.map(([name, make]) => {
+    const layer = make(axis);
+    layer.apply(x);
+    // The same non-trivial weights for every layer (weights in Keras order), so inference outputs are comparable.
+    tf.tidy(() => layer.setWeights(layer.weights.map((w, i) =>
+      tf.randomUniform(w.shape as number[], 0.5, 1.5, 'float32', 10 + i))));
+    const weights = layer.trainableWeights.map((v) => v.read());
+    const step = () => {
+      const {value, grads} = tf.engine().gradients(() => layer.apply(x, {training: true}) as tf.Tensor, [x, ...weights], dy);
+      return [value, ...grads];
+    };
+    const runs = backend === 'cpu' && name === 'built-in' ? SLOW_RUNS : RUNS;
+    return {name, layer, infer: () => layer.apply(x) as tf.Tensor, step, runs, inferenceTimes: [], trainingTimes: [], note: ''};
+  });
+  const [builtin, ours] = subjects;
+  const diff = tf.tidy(() => tf.max(tf.abs(tf.sub(builtin.infer(), ours.infer()))).dataSync()[0]);
+  if (!(diff < 1e-3)) builtin.note = `inference output wrong: differs from BatchNormLayer's (float64-checked) by up to ${diff.toPrecision(3)}`;
+  const fail = (t: Subject, e: unknown) => {
+    t.note = [t.note, `training throws: ${(e as Error).message.split('\n')[0]}`].filter((v) => v !== '').join('; ');
   };
-  const slow = backend === 'cpu' && name === 'built-in';
-  const trainingRuns = slow ? SLOW_RUNS : RUNS;
-  let trainingMs: number | null = null;
-  let peakBytes: number | null = null;
-  try {
-    trainingMs = medianMs(step, trainingRuns, slow ? 1 : WARMUP);
-    const before = tf.memory().numBytes;
-    const profile = await tf.profile(step);
-    tf.dispose(profile.result as tf.TensorContainer);
-    peakBytes = profile.peakBytes - before;
-  } catch (e) {
-    note = [note, `training throws: ${(e as Error).message.split('\n')[0]}`].filter((v) => v !== '').join('; ');
+  for (const t of subjects) {
+    for (let i = 0; i < WARMUP; i++) tf.dispose(t.infer());
+    try {
+      for (let i = 0; i < (t.runs < RUNS ? 1 : WARMUP); i++) tf.dispose(t.step());
+    } catch (e) {
+      fail(t, e);
+    }
   }
-  layer.dispose();
+  for (let round = 0; round < RUNS; round++) {
+    for (const t of subjects) {
+      t.inferenceTimes.push(timeMs(t.infer));
+      if (round < t.runs && !t.note.includes('throws')) t.trainingTimes.push(timeMs(t.step));
+    }
+  }
+  const rows: Row[] = [];
+  for (const t of subjects) {
+    let peakBytes: number | null = null;
+    if (t.trainingTimes.length > 0) {
+      const before = tf.memory().numBytes;
+      const profile = await tf.profile(t.step);
+      tf.dispose(profile.result as tf.TensorContainer);
+      peakBytes = profile.peakBytes - before;
+    }
+    rows.push({backend, shape: describe(shape, axis), layer: t.name, inferenceMs: median(t.inferenceTimes),
+      trainingMs: t.trainingTimes.length > 0 ? median(t.trainingTimes) : null, trainingRuns: t.runs, peakBytes,
+      note: t.note});
+    t.layer.dispose();
+  }
   tf.dispose([x, dy]);
-  return {row: {backend, shape: describe(shape, axis), layer: name, inferenceMs, trainingMs, trainingRuns, peakBytes, note},
-    inference};
+  return rows;
 }
 
 function describe(shape: number[], axis: number): string {
@@ -126,19 +151,8 @@ async function layerRows(): Promise<Row[]> {
     tf.env().set('IS_TEST', backend === 'cpu');
     await tf.setBackend(backend);
     for (const {shape, axis} of SHAPES) {
-      // Our BatchNormLayer first: its inference output is the reference the built-in's is checked against.
-      const ours = await measureLayer(backend, shape, axis, 'BatchNormLayer', LAYERS[1][1], null);
-      for (const [name, make] of LAYERS) {
-        if (name === 'BatchNormLayer') {
-          rows.push(ours.row);
-          continue;
-        }
-        const measured = await measureLayer(backend, shape, axis, name, make, name === 'built-in' ? ours.inference : null);
-        measured.inference.dispose();
-        rows.push(measured.row);
-        process.stderr.write(`${backend} ${describe(shape, axis)} ${name} done\n`);
-      }
-      ours.inference.dispose();
+      rows.push(...await measureShape(backend, shape, axis));
+      process.stderr.write(`${backend} ${describe(shape, axis)} done\n`);
     }
   }
   tf.env().set('IS_TEST', true);
@@ -264,8 +278,8 @@ async function main(): Promise<void> {
     `Machine: ${machine()}. Other processes may have shared the cores.`,
     `Command: \`npm run bench\`; took ${minutes} min.`,
     '',
-    `Medians of ${RUNS} runs after ${WARMUP} warm-up runs; the built-in layer's training on cpu: ` +
-      `${SLOW_RUNS} runs after 1 warm-up (seconds per step). Training = forward with \`{training: true}\` ` +
+    `Medians of ${RUNS} runs after ${WARMUP} warm-up runs, the layers' runs interleaved round-robin; ` +
+      `the built-in layer's training on cpu: ${SLOW_RUNS} runs after 1 warm-up (seconds per step). Training = forward with \`{training: true}\` ` +
       '(moving statistics updated) + gradients with respect to x and the trainable weights for an upstream ' +
       'gradient w (the gradient of Σ y·w). Effective GB/s = the bytes a pass must move at least / time: ' +
       'inference 8 bytes per value (read x, write y), training 20 (read x, write y; read x and dy, write dx). ' +
