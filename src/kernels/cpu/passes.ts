@@ -135,6 +135,13 @@ function gradSums(dy: Float32Array, x: Float32Array, start: number, l: Layout, c
   sumDyXc.fill(0);
   let i = start;
   for (let row = 0; row < rows; row++) {
+    if (inner === 1) {
+      for (let c = 0; c < channels; c++, i++) {
+        sumDy[c] += dy[i];
+        sumDyXc[c] += dy[i] * (x[i] - center[c]);
+      }
+      continue;
+    }
     for (let c = 0; c < channels; c++) {
       const m = center[c];
       let a = 0;
@@ -155,15 +162,21 @@ function gradSums(dy: Float32Array, x: Float32Array, start: number, l: Layout, c
  */
 export function normalize(x: Float32Array, l: Layout, mean: Float64Array, a: Float64Array, b: Float64Array,
     gamma: Float32Array, beta: Float32Array | null): Float32Array {
-  const {samples, rows, channels, inner, groups, groupOf} = l;
+  const {samples, rows, channels, inner, groups} = l;
+  const size = channels / groups;
   const out = new Float32Array(x.length);
   const scale = new Float64Array(channels);
   const offset = new Float64Array(channels);
+  const shift = beta ?? new Float32Array(channels);
   for (let s = 0; s < samples; s++) {
-    for (let c = 0; c < channels; c++) {
-      const j = s * groups + groupOf[c];
-      scale[c] = gamma[c] * a[j];
-      offset[c] = (beta == null ? 0 : beta[c]) + gamma[c] * b[j] - mean[j] * scale[c];
+    for (let j = s * groups, c = 0; j < (s + 1) * groups; j++) {
+      const aj = a[j];
+      const bj = b[j];
+      const mj = mean[j];
+      for (const end = c + size; c < end; c++) {
+        scale[c] = gamma[c] * aj;
+        offset[c] = shift[c] + gamma[c] * bj - mj * scale[c];
+      }
     }
     affine(x, out, s * rows * channels * inner, l, scale, offset);
   }
@@ -194,7 +207,8 @@ export function normalizationGradient(backend: unknown, inputs: Record<string, t
     epsilon: number, groups?: number, r?: Float32Array): {dx: tf.TensorInfo; sums: GradSums} {
   const {dy, x, mean, variance, gamma} = inputs;
   const l = layoutOf(x.shape, axis, groups);
-  const {samples, rows, channels, inner, groupOf} = l;
+  const {samples, rows, channels, inner} = l;
+  const size = channels / l.groups;
   const n = countPerGroup(l);
   const xs = read(backend, x);
   const dys = read(backend, dy);
@@ -205,29 +219,33 @@ export function normalizationGradient(backend: unknown, inputs: Record<string, t
   const dx = new Float32Array(xs.length);
   const channelDy = new Float64Array(channels);
   const channelDyXhat = new Float64Array(channels);
-  // Per-channel scratch for the current sample, and its per-group sums Σ g·dy and Σ g·dy·(x − μ).
+  // Per-channel scratch for the current sample.
   const [center, sumDy, sumDyXc, p, q, k] = Array.from({length: 6}, () => new Float64Array(channels));
-  const groupDy = new Float64Array(l.groups);
-  const groupDyXc = new Float64Array(l.groups);
   for (let s = 0; s < samples; s++) {
     const start = s * rows * channels * inner;
-    const j0 = s * l.groups;
-    for (let c = 0; c < channels; c++) center[c] = mu[j0 + groupOf[c]];
-    gradSums(dys, xs, start, l, center, sumDy, sumDyXc);
-    groupDy.fill(0);
-    groupDyXc.fill(0);
-    for (let c = 0; c < channels; c++) {
-      groupDy[groupOf[c]] += gain[c] * sumDy[c];
-      groupDyXc[groupOf[c]] += gain[c] * sumDyXc[c];
-      channelDy[c] += sumDy[c];
-      channelDyXhat[c] += sumDyXc[c] * invStd[j0 + groupOf[c]];
+    for (let j = s * l.groups, c = 0; j < (s + 1) * l.groups; j++) {
+      for (const end = c + size; c < end; c++) center[c] = mu[j];
     }
-    for (let c = 0; c < channels; c++) {
-      const g = groupOf[c];
-      const t = invStd[j0 + g];
-      p[c] = gain[c] * t;
-      q[c] = -t * t * t * groupDyXc[g] / n;
-      k[c] = -t * groupDy[g] / n - center[c] * q[c];
+    gradSums(dys, xs, start, l, center, sumDy, sumDyXc);
+    for (let j = s * l.groups, c = 0; j < (s + 1) * l.groups; j++) {
+      // Σ g·dy and Σ g·dy·(x − μ) over the group; dx = dy·g/σ + (x − μ)·q + k₀ with
+      // q = −Σ g·dy·(x − μ)/(n·σ³) and k₀ = −Σ g·dy/(n·σ).
+      const t = invStd[j];
+      let groupDy = 0;
+      let groupDyXc = 0;
+      for (let cc = c; cc < c + size; cc++) {
+        groupDy += gain[cc] * sumDy[cc];
+        groupDyXc += gain[cc] * sumDyXc[cc];
+        channelDy[cc] += sumDy[cc];
+        channelDyXhat[cc] += sumDyXc[cc] * t;
+      }
+      const qj = -t * t * t * groupDyXc / n;
+      const kj = -t * groupDy / n - mu[j] * qj;
+      for (const end = c + size; c < end; c++) {
+        p[c] = gain[c] * t;
+        q[c] = qj;
+        k[c] = kj;
+      }
     }
     affine2(dys, xs, dx, start, l, p, q, k);
   }
