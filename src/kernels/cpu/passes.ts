@@ -5,7 +5,7 @@
  * into samples × rows. Statistics are kept per (sample, group), index
  * j = s·groups + group(c): batch norm has one sample and one channel per
  * group, group norm N samples and C/G consecutive channels per group.
- * Per-position coefficients are folded per (sample, channel) before the pass.
+ * Output passes fold their coefficients per channel for one sample at a time.
  * The values of one (sample, row, channel) are a contiguous run of `inner`
  * (one value for channels-last, read row by row), so no loop divides.
  */
