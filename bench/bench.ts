@@ -27,7 +27,7 @@ import * as path from 'path';
 import {BatchNormLayer, BatchRenormLayer, GroupNormLayer} from 'tfjs-normalization';
 
 const QUICK = process.argv.includes('--quick');
-const RUNS = QUICK ? 3 : 10;
+const RUNS = QUICK ? 3 : 20;
 /** The built-in layer's training on cpu takes seconds per step. */
 const SLOW_RUNS = QUICK ? 1 : 5;
 const WARMUP = QUICK ? 1 : 3;
@@ -63,11 +63,16 @@ function median(values: number[]): number {
   return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-/** Wall time of one call in ms; cpu and wasm run kernels synchronously. */
-function timeMs(f: () => tf.TensorContainer): number {
+/** Wall time of one call in ms, averaged over `reps` back-to-back calls; cpu and wasm run kernels synchronously. */
+function timeMs(f: () => tf.TensorContainer, reps = 1): number {
   const t0 = performance.now();
-  tf.dispose(f());
-  return performance.now() - t0;
+  for (let i = 0; i < reps; i++) tf.dispose(f());
+  return (performance.now() - t0) / reps;
+}
+
+/** Calls per timed run so that a run lasts about 5 ms: sub-millisecond single calls are mostly timer and GC noise. */
+function repsFor(f: () => tf.TensorContainer): number {
+  return Math.min(50, Math.max(1, Math.ceil(5 / timeMs(f))));
 }
 
 interface Subject {
@@ -116,11 +121,15 @@ async function measureShape(backend: string, shape: number[], axis: number): Pro
       fail(t, e);
     }
   }
+  const trains = (t: Subject) => !t.note.includes('throws');
+  const inferReps = subjects.map((t) => repsFor(t.infer));
+  const stepReps = subjects.map((t) => trains(t) && t.runs === RUNS ? repsFor(t.step) : 1);
+  // All inference rounds first, so that no inference run pays for a training step's garbage.
+  for (let round = 0; round < RUNS; round++) subjects.forEach((t, k) => t.inferenceTimes.push(timeMs(t.infer, inferReps[k])));
   for (let round = 0; round < RUNS; round++) {
-    for (const t of subjects) {
-      t.inferenceTimes.push(timeMs(t.infer));
-      if (round < t.runs && !t.note.includes('throws')) t.trainingTimes.push(timeMs(t.step));
-    }
+    subjects.forEach((t, k) => {
+      if (round < t.runs && trains(t)) t.trainingTimes.push(timeMs(t.step, stepReps[k]));
+    });
   }
   const rows: Row[] = [];
   for (const t of subjects) {
@@ -278,7 +287,8 @@ async function main(): Promise<void> {
     `Machine: ${machine()}. Other processes may have shared the cores.`,
     `Command: \`npm run bench\`; took ${minutes} min.`,
     '',
-    `Medians of ${RUNS} runs after ${WARMUP} warm-up runs, the layers' runs interleaved round-robin; ` +
+    `Medians of ${RUNS} runs after ${WARMUP} warm-up runs, the layers' runs interleaved round-robin; a run ` +
+      'repeats a call that takes under 5 ms enough times to last about 5 ms and counts the time per call; ' +
       `the built-in layer's training on cpu: ${SLOW_RUNS} runs after 1 warm-up (seconds per step). Training = forward with \`{training: true}\` ` +
       '(moving statistics updated) + gradients with respect to x and the trainable weights for an upstream ' +
       'gradient w (the gradient of Σ y·w). Effective GB/s = the bytes a pass must move at least / time: ' +
