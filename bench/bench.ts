@@ -23,6 +23,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {execSync} from 'child_process';
 import {readFileSync, writeFileSync} from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import {BatchNormLayer, BatchRenormLayer, GroupNormLayer} from 'tfjs-normalization';
 
@@ -275,6 +276,7 @@ function targets(rows: Row[]): string {
 
 async function main(): Promise<void> {
   const started = performance.now();
+  const loadStart = os.loadavg()[0].toFixed(1);
   const rows = await layerRows();
   tf.env().set('IS_TEST', true);
   await tf.setBackend('cpu');
@@ -284,8 +286,9 @@ async function main(): Promise<void> {
   const report = [
     '# tfjs-normalization benchmark',
     '',
-    `Machine: ${machine()}. Other processes may have shared the cores.`,
-    `Command: \`npm run bench\`; took ${minutes} min.`,
+    `Machine: ${machine()}.`,
+    `Command: \`${QUICK ? 'node -r esbuild-register bench/bench.ts --quick' : 'npm run bench'}\`; took ${minutes} min; ` +
+      `1-minute load average ${loadStart} at the start, ${os.loadavg()[0].toFixed(1)} at the end (other processes on the ${os.cpus().length} cores).`,
     '',
     `Medians of ${RUNS} runs after ${WARMUP} warm-up runs, the layers' runs interleaved round-robin; a run ` +
       'repeats a call that takes under 5 ms enough times to last about 5 ms and counts the time per call; ' +
