@@ -242,11 +242,15 @@ function writeResults(result: StudyResult, outDir: string, log: (line: string) =
   const svg = path.join(outDir, 'accuracy.svg');
   fs.writeFileSync(svg, lineChart(result.layers.map((layer) => ({
     label: layer.label,
+    dashed: layer.key === 'tfjs',
     points: result.options.batchSizes.map((b) => ({x: b, y: meanAccuracy(result, layer.key, b).mean})),
   })), {
     title: `${datasetName(result.options.dataDir)} test accuracy against batch size (${result.options.model.toUpperCase()})`,
-    subtitle: `${result.options.examples} examples × ${result.options.epochs} epoch(s)` +
-        `${result.options.repeats > 1 ? `, mean of ${result.options.repeats} seeds` : ''}; ${result.learningRateRule}`,
+    subtitle: [
+      `${result.options.examples} training examples × ${result.options.epochs} epoch(s)` +
+          `${result.options.repeats > 1 ? `, mean of ${result.options.repeats} seeds` : ''}, backend ${result.machine.backend}`,
+      result.learningRateRule,
+    ],
     xLabel: 'batch size (log2 scale)',
     yLabel: 'test accuracy, inference mode',
   }));

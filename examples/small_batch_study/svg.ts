@@ -4,19 +4,22 @@ export interface Series {
   label: string;
   /** x > 0 (plotted as log2 x), y in [0, 1]. */
   points: Array<{x: number; y: number}>;
+  /** Draw dashed, so that a line lying on another stays visible. */
+  dashed?: boolean;
 }
 
 export interface ChartText {
   title: string;
-  subtitle: string;
+  /** One or more lines under the title. */
+  subtitle: string[];
   xLabel: string;
   yLabel: string;
 }
 
 const COLORS = ['#7f7f7f', '#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2'];
 const WIDTH = 760;
-const HEIGHT = 460;
-const PLOT = {left: 70, top: 60, right: 540, bottom: 390};
+const HEIGHT = 476;
+const PLOT = {left: 70, top: 76, right: 540, bottom: 406};
 
 export function lineChart(series: Series[], text: ChartText): string {
   const xs = series.flatMap((s) => s.points.map((p) => p.x));
@@ -34,7 +37,8 @@ export function lineChart(series: Series[], text: ChartText): string {
         `viewBox="0 0 ${WIDTH} ${HEIGHT}" font-family="sans-serif" font-size="12">`,
     `<rect width="${WIDTH}" height="${HEIGHT}" fill="white"/>`,
     `<text x="${WIDTH / 2}" y="24" text-anchor="middle" font-size="16">${escape(text.title)}</text>`,
-    `<text x="${WIDTH / 2}" y="42" text-anchor="middle" fill="#555">${escape(text.subtitle)}</text>`,
+    ...text.subtitle.map((line, i) =>
+      `<text x="${WIDTH / 2}" y="${42 + 16 * i}" text-anchor="middle" fill="#555">${escape(line)}</text>`),
   ];
   for (const x of [...new Set(xs)].sort((a, b) => a - b)) {
     out.push(`<line x1="${f(px(x))}" y1="${PLOT.top}" x2="${f(px(x))}" y2="${PLOT.bottom}" stroke="#eee"/>`,
@@ -53,12 +57,13 @@ export function lineChart(series: Series[], text: ChartText): string {
   series.forEach((s, i) => {
     const color = COLORS[i % COLORS.length];
     const points = s.points.filter((p) => Number.isFinite(p.y)).sort((a, b) => a.x - b.x);
-    out.push(`<polyline fill="none" stroke="${color}" stroke-width="2" ` +
+    const dash = s.dashed ? ' stroke-dasharray="6 4"' : '';
+    out.push(`<polyline fill="none" stroke="${color}" stroke-width="2"${dash} ` +
         `points="${points.map((p) => `${f(px(p.x))},${f(py(p.y))}`).join(' ')}"><title>${escape(s.label)}</title></polyline>`);
     for (const p of points) out.push(`<circle cx="${f(px(p.x))}" cy="${f(py(p.y))}" r="3" fill="${color}"/>`);
     const ly = PLOT.top + 10 + i * 22;
     out.push(`<line x1="${PLOT.right + 20}" y1="${ly}" x2="${PLOT.right + 44}" y2="${ly}" stroke="${color}" ` +
-        `stroke-width="2"/>`, `<text x="${PLOT.right + 50}" y="${ly + 4}">${escape(s.label)}</text>`);
+        `stroke-width="2"${dash}/>`, `<text x="${PLOT.right + 50}" y="${ly + 4}">${escape(s.label)}</text>`);
   });
   out.push('</svg>');
   return out.join('\n') + '\n';

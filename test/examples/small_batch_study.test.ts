@@ -76,7 +76,7 @@ describe('SVG chart', () => {
     {label: 'B', points: [{x: 32, y: 0.85}, {x: 2, y: 0.8}, {x: 8, y: 0.82}, {x: 4, y: 0.81}]},
     {label: 'C', points: [{x: 2, y: 0.3}, {x: 4, y: 0.4}, {x: 8, y: 0.5}, {x: 32, y: 0.6}]},
   ];
-  const svg = lineChart(series, {title: 'T', subtitle: 'S', xLabel: 'batch size', yLabel: 'accuracy'});
+  const svg = lineChart(series, {title: 'T', subtitle: ['S1', 'S2'], xLabel: 'batch size', yLabel: 'accuracy'});
 
   it('is well-formed XML with one polyline per series and a legend entry per series', () => {
     expect(XMLValidator.validate(svg)).toBe(true);
@@ -84,7 +84,7 @@ describe('SVG chart', () => {
     const root = doc.svg[0];
     expect(root.polyline).toHaveLength(3);
     const texts = root.text.map((t: {'#text'?: unknown}) => String(t['#text']));
-    for (const label of ['A & <b>', 'B', 'C', 'batch size', 'accuracy']) expect(texts).toContain(label);
+    for (const label of ['A & <b>', 'B', 'C', 'T', 'S1', 'S2', 'batch size', 'accuracy']) expect(texts).toContain(label);
   });
 
   it('puts the x axis on a log-2 scale and orders each line by batch size', () => {
