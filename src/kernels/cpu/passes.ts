@@ -168,6 +168,15 @@ export function normalize(x: Float32Array, l: Layout, mean: Float64Array, a: Flo
   const scale = new Float64Array(channels);
   const offset = new Float64Array(channels);
   const shift = beta ?? new Float32Array(channels);
+  if (rows * inner === 1) {
+    // One value per (sample, channel), as in a [N, C] input: no coefficients worth folding.
+    for (let s = 0, i = 0; s < samples; s++) {
+      for (let j = s * groups, c = 0; j < (s + 1) * groups; j++) {
+        for (const end = c + size; c < end; c++, i++) out[i] = gamma[c] * ((x[i] - mean[j]) * a[j] + b[j]) + shift[c];
+      }
+    }
+    return out;
+  }
   for (let s = 0; s < samples; s++) {
     for (let j = s * groups, c = 0; j < (s + 1) * groups; j++) {
       const aj = a[j];
@@ -219,6 +228,31 @@ export function normalizationGradient(backend: unknown, inputs: Record<string, t
   const dx = new Float32Array(xs.length);
   const channelDy = new Float64Array(channels);
   const channelDyXhat = new Float64Array(channels);
+  // dx = dy·g/σ + (x − μ)·q + k₀ per group, from Σ g·dy and Σ g·dy·(x − μ) over the group:
+  // q = −Σ g·dy·(x − μ)/(n·σ³), k₀ = −Σ g·dy/(n·σ).
+  const qOf = (t: number, groupDyXc: number) => -t * t * t * groupDyXc / n;
+  const kOf = (t: number, groupDy: number) => -t * groupDy / n;
+  if (rows * inner === 1) {
+    // One value per (sample, channel), as in a [N, C] input: each group is one contiguous run.
+    for (let s = 0, i0 = 0; s < samples; s++) {
+      for (let j = s * l.groups, c0 = 0; j < (s + 1) * l.groups; j++, c0 += size, i0 += size) {
+        const m = mu[j];
+        const t = invStd[j];
+        let groupDy = 0;
+        let groupDyXc = 0;
+        for (let c = c0, i = i0; c < c0 + size; c++, i++) {
+          groupDy += gain[c] * dys[i];
+          groupDyXc += gain[c] * dys[i] * (xs[i] - m);
+          channelDy[c] += dys[i];
+          channelDyXhat[c] += dys[i] * (xs[i] - m) * t;
+        }
+        const qj = qOf(t, groupDyXc);
+        const kj = kOf(t, groupDy);
+        for (let c = c0, i = i0; c < c0 + size; c++, i++) dx[i] = dys[i] * gain[c] * t + (xs[i] - m) * qj + kj;
+      }
+    }
+    return {dx: output(backend, x.shape, dx), sums: {channelDy, channelDyXhat}};
+  }
   // Per-channel scratch for the current sample.
   const [center, sumDy, sumDyXc, p, q, k] = Array.from({length: 6}, () => new Float64Array(channels));
   for (let s = 0; s < samples; s++) {
@@ -228,8 +262,6 @@ export function normalizationGradient(backend: unknown, inputs: Record<string, t
     }
     gradSums(dys, xs, start, l, center, sumDy, sumDyXc);
     for (let j = s * l.groups, c = 0; j < (s + 1) * l.groups; j++) {
-      // Σ g·dy and Σ g·dy·(x − μ) over the group; dx = dy·g/σ + (x − μ)·q + k₀ with
-      // q = −Σ g·dy·(x − μ)/(n·σ³) and k₀ = −Σ g·dy/(n·σ).
       const t = invStd[j];
       let groupDy = 0;
       let groupDyXc = 0;
@@ -239,8 +271,8 @@ export function normalizationGradient(backend: unknown, inputs: Record<string, t
         channelDy[cc] += sumDy[cc];
         channelDyXhat[cc] += sumDyXc[cc] * t;
       }
-      const qj = -t * t * t * groupDyXc / n;
-      const kj = -t * groupDy / n - mu[j] * qj;
+      const qj = qOf(t, groupDyXc);
+      const kj = kOf(t, groupDy) - mu[j] * qj;
       for (const end = c + size; c < end; c++) {
         p[c] = gain[c] * t;
         q[c] = qj;
