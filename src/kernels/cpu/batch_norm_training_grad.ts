@@ -1,6 +1,6 @@
 /**
- * Fused cpu BATCH_NORM_TRAINING_GRAD in two passes: the sums (./passes.ts
- * gradSums), then dx = γr/σ·(dy − mean(dy) − x̂·mean(dy·x̂)).
+ * Fused cpu BATCH_NORM_TRAINING_GRAD in two passes (./passes.ts
+ * normalizationGradient): dx = γr/σ·(dy − mean(dy) − x̂·mean(dy·x̂)),
  * dγ = Σ dy·(x̂·r + d), dβ = Σ dy.
  */
 import * as tf from '@tensorflow/tfjs-core';

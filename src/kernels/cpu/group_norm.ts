@@ -19,7 +19,8 @@ export const groupNormConfig: tf.KernelConfig = {
     const n = countPerGroup(layout);
     const mean = dividedBy(groupSums(xs, layout, null, false), n);
     const variance = dividedBy(groupSums(xs, layout, mean, true), n);
-    const invStd = variance.map((v) => 1 / Math.sqrt(v + epsilon));
+    const invStd = new Float64Array(variance.length);
+    for (let j = 0; j < invStd.length; j++) invStd[j] = 1 / Math.sqrt(variance[j] + epsilon);
     const y = normalize(xs, layout, mean, invStd, new Float64Array(mean.length), read(backend, gamma),
         beta == null ? null : read(backend, beta));
     const statShape = [layout.samples, groups];
