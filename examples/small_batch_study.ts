@@ -214,6 +214,11 @@ export function formatTable(result: StudyResult): string[] {
     lines.push([layer.label.padEnd(24), ...sizes.map((b) => cell(b).padStart(9)),
       `${gap >= 0 ? '+' : ''}${gap.toFixed(1)} pt`.padStart(9)].join(' '));
   }
+  const seen = [...new Set(result.runs.map((r) => r.examplesSeen))];
+  if (seen.length > 1) {
+    lines.push(`Examples seen differ by batch size (${seen.join(', ')}): each epoch drops the examples that do ` +
+        `not fill a last batch; choose --examples as a multiple of every batch size for equal counts.`);
+  }
   if (repeated) {
     lines.push(`Mean ± standard deviation over ${result.options.repeats} seeds (each its own training subset, ` +
         `order and initial weights).`);
