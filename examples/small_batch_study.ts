@@ -138,8 +138,9 @@ export async function main(overrides: Partial<StudyOptions> = {}): Promise<Study
     if (options.outDir == null) fs.rmSync(modelDir, {recursive: true, force: true});
   }
 
+  const {log: _log, progress: _progress, ...recorded} = options;
   const result: StudyResult = {
-    options: {...options, log: undefined, progress: undefined} as unknown as StudyResult['options'],
+    options: recorded,
     learningRateRule: describeRule(options),
     layers: variants.map(({key, label, settings}) => ({key, label, settings})),
     machine: {cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', node: process.version,

@@ -8,6 +8,7 @@ import {XMLParser, XMLValidator} from 'fast-xml-parser';
 import {main, meanAccuracy, parseArgs} from '../../examples/small_batch_study';
 import {Dataset, readSplit, subset} from '../../examples/small_batch_study/data';
 import {parseIdx} from '../../examples/small_batch_study/idx';
+import {Progress} from '../../examples/small_batch_study/progress';
 import {buildModel, VARIANTS} from '../../examples/small_batch_study/model';
 import {lineChart} from '../../examples/small_batch_study/svg';
 import {predict, trainRun} from '../../examples/small_batch_study/train';
@@ -67,6 +68,32 @@ describe('IDX reader', () => {
     } finally {
       fs.rmSync(dir, {recursive: true, force: true});
     }
+  });
+});
+
+describe('progress', () => {
+  const stream = (isTTY: boolean) => {
+    const chunks: string[] = [];
+    return {chunks, stream: {isTTY, write: (s: string) => chunks.push(s)} as unknown as NodeJS.WriteStream};
+  };
+
+  it('writes a few plain lines, at each quarter, when stderr is not a terminal', () => {
+    const {chunks, stream: s} = stream(false);
+    const p = new Progress('run', 10, s);
+    for (let i = 1; i <= 10; i++) p.update(i, 1);
+    expect(chunks.map((c) => c.match(/^run: (\d+)%/)?.[1])).toEqual(['30', '50', '80', '100']);
+    expect(chunks.every((c) => c.endsWith('\n') && !c.includes('\r'))).toBe(true);
+    expect(chunks[0]).toMatch(/ETA/);
+    expect(chunks[3]).toMatch(/10\/10 steps .*took/);
+  });
+
+  it('redraws one bar in place on a terminal, with ETA, and ends the line when done', () => {
+    const {chunks, stream: s} = stream(true);
+    const p = new Progress('run', 3, s);
+    p.update(1, 2);
+    p.update(3, 1);
+    expect(chunks[0]).toMatch(/^\r\x1b\[Krun \[#{8}-{16}\] 1\/3 steps {2}loss 2\.000 .*ETA/);
+    expect(chunks.join('')).toMatch(/\[#{24}\] 3\/3 steps .*took .*\n$/);
   });
 });
 
