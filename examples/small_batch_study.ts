@@ -14,7 +14,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {fileSystem} from 'tfjs-normalization/node';
 import {Dataset, defaultDataDir, permutation, readSplit, seededRandom, subset} from './small_batch_study/data';
-import {Architecture, ModelShape, Variant, VARIANTS} from './small_batch_study/model';
+import {Architecture, CNN_FILTERS, ModelShape, Variant, VARIANTS} from './small_batch_study/model';
 import {lineChart} from './small_batch_study/svg';
 import {accuracy, bitIdentical, predict, trainRun} from './small_batch_study/train';
 import {runMain} from './run_main';
@@ -195,7 +195,7 @@ function loadData(options: StudyOptions): {trainingSubset: (seed: number) => Dat
 
 function describeModel(shape: ModelShape): string {
   return shape.arch === 'mlp' ? `${shape.height * shape.width}-${shape.hidden}-${shape.hidden}-10` :
-      'conv8-pool-conv16-pool-dense10';
+      `${CNN_FILTERS.map((f) => `conv${f}-pool`).join('-')}-dense10`;
 }
 
 export function formatTable(result: StudyResult): string[] {

@@ -20,6 +20,14 @@ export interface Variant {
   settings: string;
 }
 
+/** The paper's final limits, as Keras users set `renorm_clipping`. */
+const RENORM_CLIPPING = {rmax: 3, rmin: 1 / 3, dmax: 5};
+
+/** GroupNormLayer's group size: 16 features after a Dense layer, 4 channels after a Conv2D layer. */
+function channelsPerGroup(arch: Architecture): number {
+  return arch === 'mlp' ? 16 : 4;
+}
+
 export const VARIANTS: Variant[] = [
   {key: 'none', label: 'no normalization', make: null, settings: 'Dense → ReLU'},
   {
@@ -39,17 +47,10 @@ export const VARIANTS: Variant[] = [
   {
     key: 'groupNorm', label: 'GroupNormLayer',
     make: (channels, arch) => groupNorm({groups: channels / channelsPerGroup(arch)}),
-    settings: 'groups of 16 features after Dense (8 groups for 128 units), of 4 channels after Conv2D; ' +
-        'epsilon 1e-3',
+    settings: 'groups of 16 features after Dense (8 groups for 128 units), of 4 channels after Conv2D ' +
+        '(2 and 4 groups); epsilon 1e-3',
   },
 ];
-
-/** The paper's final limits, as Keras users set `renorm_clipping`. */
-const RENORM_CLIPPING = {rmax: 3, rmin: 1 / 3, dmax: 5};
-
-function channelsPerGroup(arch: Architecture): number {
-  return arch === 'mlp' ? 16 : 4;
-}
 
 export interface ModelShape {
   arch: Architecture;
@@ -59,7 +60,7 @@ export interface ModelShape {
   hidden: number;
 }
 
-/** Dense/Conv2D units per hidden layer of the CNN. */
+/** Filters of the CNN's two Conv2D layers. */
 export const CNN_FILTERS = [8, 16];
 
 export function buildModel(variant: Variant, shape: ModelShape, seed: number): tfl.LayersModel {

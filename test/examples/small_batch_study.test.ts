@@ -164,6 +164,26 @@ describe('fairness by construction', () => {
     other.dispose();
   });
 
+  it('puts the layer under test after each hidden Dense or Conv2D and before its ReLU', () => {
+    for (const arch of ['mlp', 'cnn'] as const) {
+      for (const v of VARIANTS) {
+        const model = buildModel(v, {...shape, arch}, 1);
+        const names = model.layers.map((l) => l.getClassName());
+        const norm = v.make == null ? [] : [v.make(16, arch).getClassName()];
+        const block = (weighted: string) => [weighted, ...norm, 'Activation'];
+        expect(names).toEqual(arch === 'mlp' ?
+          [...block('Dense'), ...block('Dense'), 'Dense'] :
+          [...block('Conv2D'), 'MaxPooling2D', ...block('Conv2D'), 'MaxPooling2D', 'Flatten', 'Dense']);
+        if (v.key === 'groupNorm') {
+          const groups = model.layers.filter((l) => l.getClassName() === 'GroupNormalization')
+              .map((l) => l.getConfig().groups);
+          expect(groups).toEqual(arch === 'mlp' ? [1, 1] : [2, 4]); // 16 units / 16; 8 and 16 filters / 4
+        }
+        model.dispose();
+      }
+    }
+  });
+
   for (const key of ['batchNorm', 'batchRenorm', 'groupNorm']) {
     it(`two runs of ${key} with the same seed give identical predictions; another seed does not`, async () => {
       const variant = VARIANTS.find((v) => v.key === key)!;
