@@ -82,23 +82,39 @@ interface Attrs {
   epsilon: number;
 }
 
-/** The [N, A, C, B] view of x. */
-function groupView(shape: readonly number[], axis: number): number[] {
+/**
+ * How the composites see x for G groups: `view` to reshape x to, and helpers
+ * for per-(sample, channel) tensors [N, C] and per-(sample, group) ones [N, G].
+ * In general the view is [N, A, C, B] and per-group values are spread to
+ * [N, 1, C, 1] (the wasm backend broadcasts that fast, [N, 1, G, 1] against
+ * [N, A, G, C/G] slowly). With one value per (sample, channel) (A = B = 1, a
+ * [N, C] input) the view is [N, G, C/G] and per-group values broadcast as
+ * [N, G, 1] without being spread.
+ */
+function groupOps(shape: readonly number[], axis: number, groups: number) {
+  const n = shape[0];
+  const c = shape[axis];
   let a = 1;
   let b = 1;
   for (let i = 1; i < axis; i++) a *= shape[i];
   for (let i = axis + 1; i < shape.length; i++) b *= shape[i];
-  return [shape[0], a, shape[axis], b];
-}
-
-/** Helpers over the [N, A, C, B] view for G groups; per-(sample, channel) tensors are [N, C]. */
-function groupOps(view: number[], groups: number) {
-  const [n, a, c, b] = view;
+  /** [N, C] summed over each group's channels: [N, G]. */
+  const perGroup = (t: tf.Tensor) => tf.sum(tf.reshape(t, [n, groups, c / groups]), 2);
+  if (a === 1 && b === 1) {
+    const view = [n, groups, c / groups];
+    return {
+      view,
+      perChannel: (t: tf.Tensor) => tf.reshape(t, [n, c]),
+      perGroup,
+      spread: (t: tf.Tensor) => tf.reshape(t, [n, groups, 1]),
+      param: (t: tf.Tensor) => tf.reshape(t, [t.shape.length === 1 ? 1 : n, groups, c / groups]),
+    };
+  }
   return {
+    view: [n, a, c, b],
     /** Σ over A and B: [N, C]. */
     perChannel: (t: tf.Tensor) => tf.tidy(() => sumPerSampleChannel(t, n, a, c, b)),
-    /** [N, C] summed over each group's channels: [N, G]. */
-    perGroup: (t: tf.Tensor) => tf.sum(tf.reshape(t, [n, groups, c / groups]), 2),
+    perGroup,
     /** [N, G] repeated for each channel of the group, shaped to broadcast against the view. */
     // A product with ones, not tf.tile: the wasm backend's Tile is a slow loop.
     spread: (t: tf.Tensor) => tf.reshape(tf.mul(tf.reshape(t, [n, groups, 1]), tf.ones([1, 1, c / groups])), [n, 1, c, 1]),
@@ -122,9 +138,8 @@ tf.registerGradient({
 defineComposite(GROUP_NORM, (inputs, attrs) => {
   const {x, gamma, beta} = inputs;
   const {axis, groups, epsilon} = attrs as unknown as Attrs;
-  const view = groupView(x.shape, axis);
-  const {perChannel, perGroup, spread, param} = groupOps(view, groups);
-  const count = view[1] * view[2] / groups * view[3];
+  const {view, perChannel, perGroup, spread, param} = groupOps(x.shape, axis, groups);
+  const count = x.size / (x.shape[0] * groups);
   const xv = tf.reshape(x, view);
   // The mean in two steps (a first estimate, then the mean of x minus it) keeps
   // float32 sums accurate when the mean dwarfs the spread.
@@ -133,35 +148,40 @@ defineComposite(GROUP_NORM, (inputs, attrs) => {
   const meanShift = tf.div(perGroup(perChannel(shifted)), count);
   const variance = tf.tidy(() =>
     tf.div(perGroup(perChannel(tf.squaredDifference(shifted, spread(meanShift)))), count));
-  // y = (x − μ)·γ/σ + β = shifted·scale + offset per (sample, channel).
-  const scale = tf.mul(spread(tf.rsqrt(tf.add(variance, epsilon))), param(gamma));
-  let offset = tf.neg(tf.mul(spread(meanShift), scale));
-  if (beta != null) offset = tf.add(offset, param(beta));
-  const y = tf.tidy(() => tf.add(tf.mul(shifted, scale), offset));
+  // y = (x − μ)·γ/σ + β = (shifted − meanShift)·(1/σ)·γ + β; full-size temporaries go as soon as used.
+  const centered = tf.tidy(() => tf.sub(shifted, spread(meanShift)));
   shifted.dispose();
+  const normalized = tf.tidy(() => tf.mul(centered, spread(tf.rsqrt(tf.add(variance, epsilon)))));
+  centered.dispose();
+  const y = tf.tidy(() => {
+    const scaled = tf.mul(normalized, param(gamma));
+    return beta == null ? scaled : tf.add(scaled, param(beta));
+  });
+  normalized.dispose();
   return [tf.reshape(y, x.shape), tf.add(roughMean, meanShift), variance];
 });
 
 defineComposite(GROUP_NORM_GRAD, (inputs, attrs) => {
   const {dy, x, mean, variance, gamma} = inputs;
   const {axis, groups, epsilon} = attrs as unknown as Attrs;
-  const view = groupView(x.shape, axis);
-  const {perChannel, perGroup, spread, param} = groupOps(view, groups);
-  const count = view[1] * view[2] / groups * view[3];
+  const {view, perChannel, perGroup, spread, param} = groupOps(x.shape, axis, groups);
+  const [n, c] = [x.shape[0], x.shape[axis]];
+  const count = x.size / (n * groups);
   const dyv = tf.reshape(dy, view);
   const centered = tf.tidy(() => tf.sub(tf.reshape(x, view), spread(mean)));
   const invStd = tf.rsqrt(tf.add(variance, epsilon));
-  const sumDy = tf.reshape(perChannel(dyv), [view[0], view[2]]);
-  const sumDyXc = tf.tidy(() => tf.reshape(perChannel(tf.mul(dyv, centered)), [view[0], view[2]]));
+  const sumDy = perChannel(dyv);
+  const sumDyXc = tf.tidy(() => perChannel(tf.mul(dyv, centered)));
   // dx = (1/σ)·(γ·dy − mean(γ·dy) − x̂·mean(γ·dy·x̂)) = dy·γ/σ + centered·q + k per (sample, group).
-  const g = tf.reshape(gamma, [1, view[2]]);
+  const g = tf.reshape(gamma, [1, c]);
   const q = tf.neg(tf.div(tf.mul(tf.pow(invStd, 3), perGroup(tf.mul(sumDyXc, g))), count));
   const k = tf.neg(tf.div(tf.mul(invStd, perGroup(tf.mul(sumDy, g))), count));
   const partial = tf.tidy(() => tf.add(tf.mul(centered, spread(q)), spread(k)));
   centered.dispose();
   const dx = tf.tidy(() => tf.add(tf.mul(dyv, tf.mul(spread(invStd), param(gamma))), partial));
   partial.dispose();
-  const perSampleInvStd = tf.reshape(spread(invStd), [view[0], view[2]]);
-  const dGamma = tf.sum(tf.mul(sumDyXc, perSampleInvStd), 0);
-  return [tf.reshape(dx, x.shape), dGamma, tf.sum(sumDy, 0)];
+  // dγ_c = Σ_n Σdy·(x − μ)·(1/σ), dβ_c = Σ_n Σdy: sums over samples as matMuls (./reduce.ts).
+  const dyXhat = tf.reshape(tf.mul(tf.reshape(sumDyXc, [n, groups, c / groups]), tf.reshape(invStd, [n, groups, 1])), [n, c]);
+  const overSamples = (t: tf.Tensor) => tf.reshape(sumPerSampleChannel(t, 1, n, c, 1), [c]);
+  return [tf.reshape(dx, x.shape), overSamples(dyXhat), overSamples(sumDy)];
 });
