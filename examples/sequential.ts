@@ -5,7 +5,8 @@
  * The layers go where `tf.layers.batchNormalization` would: after a Dense (or
  * Conv2D) layer without activation, before the nonlinearity. `fit` runs them
  * in training mode (batch statistics, moving averages updated); `predict` and
- * `evaluate` use the moving statistics.
+ * `evaluate` use the moving statistics. After a Conv2D layer the same layers
+ * normalize per channel (channels-last; pass `axis: 1` for channels-first).
  */
 import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
