@@ -11,12 +11,12 @@
  *
  * The composite kernels read x as [N, A, C, B]: A = product of the dimensions
  * between the batch and the channel axis (channels-last), B = product of those
- * after it (channels-first). Sums over A and B per (sample, channel) are
- * matMuls (./reduce.ts), then channels are summed per group (small tensors);
+ * after it (channels-first). Means over A and B per (sample, channel) come
+ * from ./reduce.ts, then channels are averaged per group (small tensors);
  * full-size temporaries are disposed as soon as used.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {sumPerSampleChannel} from './reduce';
+import {meanPerSampleChannel, sumPerSampleChannel} from './reduce';
 import {defineComposite, runKernel} from './registry';
 
 export const GROUP_NORM = 'TfjsNormalizationGroupNorm';
@@ -88,38 +88,34 @@ interface Attrs {
  * In general the view is [N, A, C, B] and per-group values are spread to
  * [N, 1, C, 1] (the wasm backend broadcasts that fast, [N, 1, G, 1] against
  * [N, A, G, C/G] slowly). With one value per (sample, channel) (A = B = 1, a
- * [N, C] input) the view is [N, G, C/G] and per-group values broadcast as
- * [N, G, 1] without being spread.
+ * [N, C] input) the view is [N, G, C/G], and per-group values are expanded to
+ * that full size by a product with ones: broadcasting [N, G, 1] against it
+ * takes the wasm backend several times longer than the product.
  */
 function groupOps(shape: readonly number[], axis: number, groups: number) {
   const n = shape[0];
   const c = shape[axis];
+  const size = c / groups;
   let a = 1;
   let b = 1;
   for (let i = 1; i < axis; i++) a *= shape[i];
   for (let i = axis + 1; i < shape.length; i++) b *= shape[i];
-  /** [N, C] summed over each group's channels: [N, G]. */
-  const perGroup = (t: tf.Tensor) => tf.sum(tf.reshape(t, [n, groups, c / groups]), 2);
-  if (a === 1 && b === 1) {
-    const view = [n, groups, c / groups];
-    return {
-      view,
-      perChannel: (t: tf.Tensor) => tf.reshape(t, [n, c]),
-      perGroup,
-      spread: (t: tf.Tensor) => tf.reshape(t, [n, groups, 1]),
-      param: (t: tf.Tensor) => tf.reshape(t, [t.shape.length === 1 ? 1 : n, groups, c / groups]),
-    };
-  }
+  const flat = a === 1 && b === 1;
   return {
-    view: [n, a, c, b],
-    /** Σ over A and B: [N, C]. */
-    perChannel: (t: tf.Tensor) => tf.tidy(() => sumPerSampleChannel(t, n, a, c, b)),
-    perGroup,
+    view: flat ? [n, groups, size] : [n, a, c, b],
+    /** Values per (sample, channel): A·B. */
+    positions: a * b,
+    /** Mean over A and B: [N, C]. */
+    channelMean: (t: tf.Tensor) => flat ? tf.reshape(t, [n, c]) : tf.tidy(() => meanPerSampleChannel(t, n, a, c, b)),
+    /** [N, C] averaged over each group's channels: [N, G]. */
+    groupMean: (t: tf.Tensor) => tf.mean(tf.reshape(t, [n, groups, size]), 2),
     /** [N, G] repeated for each channel of the group, shaped to broadcast against the view. */
     // A product with ones, not tf.tile: the wasm backend's Tile is a slow loop.
-    spread: (t: tf.Tensor) => tf.reshape(tf.mul(tf.reshape(t, [n, groups, 1]), tf.ones([1, 1, c / groups])), [n, 1, c, 1]),
+    spread: (t: tf.Tensor) => flat ?
+      tf.reshape(tf.matMul(tf.reshape(t, [n * groups, 1]), tf.ones([1, size])), [n, groups, size]) :
+      tf.reshape(tf.mul(tf.reshape(t, [n, groups, 1]), tf.ones([1, 1, size])), [n, 1, c, 1]),
     /** [N, C] or [C] shaped to broadcast against the view. */
-    param: (t: tf.Tensor) => tf.reshape(t, [t.shape.length === 1 ? 1 : n, 1, c, 1]),
+    param: (t: tf.Tensor) => tf.reshape(t, [t.shape.length === 1 ? 1 : n, ...(flat ? [groups, size] : [1, c, 1])]),
   };
 }
 
@@ -138,50 +134,52 @@ tf.registerGradient({
 defineComposite(GROUP_NORM, (inputs, attrs) => {
   const {x, gamma, beta} = inputs;
   const {axis, groups, epsilon} = attrs as unknown as Attrs;
-  const {view, perChannel, perGroup, spread, param} = groupOps(x.shape, axis, groups);
-  const count = x.size / (x.shape[0] * groups);
+  const {view, channelMean, groupMean, spread, param} = groupOps(x.shape, axis, groups);
+  const groupMeanOf = (t: tf.Tensor) => groupMean(channelMean(t));
   const xv = tf.reshape(x, view);
   // The mean in two steps (a first estimate, then the mean of x minus it) keeps
-  // float32 sums accurate when the mean dwarfs the spread.
-  const roughMean = tf.div(perGroup(perChannel(xv)), count);
+  // float32 sums accurate when the mean dwarfs the spread. (Slicing out one
+  // value per group as the shift would cost more than the mean on wasm.)
+  const roughMean = groupMeanOf(xv);
   const shifted = tf.sub(xv, spread(roughMean));
-  const meanShift = tf.div(perGroup(perChannel(shifted)), count);
-  const variance = tf.tidy(() =>
-    tf.div(perGroup(perChannel(tf.squaredDifference(shifted, spread(meanShift)))), count));
-  // y = (x − μ)·γ/σ + β = (shifted − meanShift)·(1/σ)·γ + β; full-size temporaries go as soon as used.
-  const centered = tf.tidy(() => tf.sub(shifted, spread(meanShift)));
-  shifted.dispose();
-  const normalized = tf.tidy(() => tf.mul(centered, spread(tf.rsqrt(tf.add(variance, epsilon)))));
-  centered.dispose();
+  const meanShift = groupMeanOf(shifted);
+  // The rough mean is within float32 rounding of μ, so meanShift² is negligible
+  // against the mean of shifted², and var = mean(shifted²) − meanShift² cancels
+  // nothing: one pass with a same-shape square instead of a broadcast difference.
+  // (relu: rounding could take a constant group's variance just below 0.)
+  const variance = tf.tidy(() => tf.relu(tf.sub(groupMeanOf(tf.square(shifted)), tf.square(meanShift))));
+  // y = (x − μ)·γ/σ + β = shifted·s + o per (sample, channel), with s = γ/σ and
+  // o = β − meanShift·s: two full-size passes.
   const y = tf.tidy(() => {
-    const scaled = tf.mul(normalized, param(gamma));
-    return beta == null ? scaled : tf.add(scaled, param(beta));
+    const s = tf.mul(spread(tf.rsqrt(tf.add(variance, epsilon))), param(gamma));
+    const o = tf.mul(spread(meanShift), s);
+    return tf.add(tf.mul(shifted, s), beta == null ? tf.neg(o) : tf.sub(param(beta), o));
   });
-  normalized.dispose();
+  shifted.dispose();
   return [tf.reshape(y, x.shape), tf.add(roughMean, meanShift), variance];
 });
 
 defineComposite(GROUP_NORM_GRAD, (inputs, attrs) => {
   const {dy, x, mean, variance, gamma} = inputs;
   const {axis, groups, epsilon} = attrs as unknown as Attrs;
-  const {view, perChannel, perGroup, spread, param} = groupOps(x.shape, axis, groups);
+  const {view, positions, channelMean, groupMean, spread, param} = groupOps(x.shape, axis, groups);
   const [n, c] = [x.shape[0], x.shape[axis]];
-  const count = x.size / (n * groups);
   const dyv = tf.reshape(dy, view);
   const centered = tf.tidy(() => tf.sub(tf.reshape(x, view), spread(mean)));
   const invStd = tf.rsqrt(tf.add(variance, epsilon));
-  const sumDy = perChannel(dyv);
-  const sumDyXc = tf.tidy(() => perChannel(tf.mul(dyv, centered)));
+  const meanDy = channelMean(dyv);
+  const meanDyXc = tf.tidy(() => channelMean(tf.mul(dyv, centered)));
   // dx = (1/σ)·(γ·dy − mean(γ·dy) − x̂·mean(γ·dy·x̂)) = dy·γ/σ + centered·q + k per (sample, group).
   const g = tf.reshape(gamma, [1, c]);
-  const q = tf.neg(tf.div(tf.mul(tf.pow(invStd, 3), perGroup(tf.mul(sumDyXc, g))), count));
-  const k = tf.neg(tf.div(tf.mul(invStd, perGroup(tf.mul(sumDy, g))), count));
+  const q = tf.neg(tf.mul(tf.pow(invStd, 3), groupMean(tf.mul(meanDyXc, g))));
+  const k = tf.neg(tf.mul(invStd, groupMean(tf.mul(meanDy, g))));
   const partial = tf.tidy(() => tf.add(tf.mul(centered, spread(q)), spread(k)));
   centered.dispose();
   const dx = tf.tidy(() => tf.add(tf.mul(dyv, tf.mul(spread(invStd), param(gamma))), partial));
   partial.dispose();
-  // dγ_c = Σ_n Σdy·(x − μ)·(1/σ), dβ_c = Σ_n Σdy: sums over samples as matMuls (./reduce.ts).
-  const dyXhat = tf.reshape(tf.mul(tf.reshape(sumDyXc, [n, groups, c / groups]), tf.reshape(invStd, [n, groups, 1])), [n, c]);
-  const overSamples = (t: tf.Tensor) => tf.reshape(sumPerSampleChannel(t, 1, n, c, 1), [c]);
-  return [tf.reshape(dx, x.shape), overSamples(dyXhat), overSamples(sumDy)];
+  // dγ_c = Σ_n Σdy·(x − μ)·(1/σ), dβ_c = Σ_n Σdy: per-(sample, channel) means times
+  // their count, summed over samples as matMuls (./reduce.ts).
+  const dyXhat = tf.reshape(tf.mul(tf.reshape(meanDyXc, [n, groups, c / groups]), tf.reshape(invStd, [n, groups, 1])), [n, c]);
+  const overSamples = (t: tf.Tensor) => tf.mul(tf.reshape(sumPerSampleChannel(t, 1, n, c, 1), [c]), positions);
+  return [tf.reshape(dx, x.shape), overSamples(dyXhat), overSamples(meanDy)];
 });

@@ -22,3 +22,18 @@ export function sumPerSampleChannel(t: tf.Tensor, samples: number, a: number, ch
   }
   return tf.reshape(s, [samples, channels]);
 }
+
+/**
+ * Mean of `t`, viewed as [samples, a, channels, b], over its a and b axes:
+ * shape [samples, channels]. Channels-last (b = 1) is an average pool whose
+ * window is all a rows: one read, several times faster than the product with
+ * ones on wasm (XNNPACK's pooling); its float32 sum is sequential, so about as
+ * accurate as the product for the few thousand values of a group-norm group.
+ */
+export function meanPerSampleChannel(t: tf.Tensor, samples: number, a: number, channels: number, b: number): tf.Tensor2D {
+  if (b === 1 && a > 1) {
+    const pooled = tf.avgPool(tf.reshape(t, [samples, a, 1, channels]) as tf.Tensor4D, [a, 1], [a, 1], 'valid');
+    return tf.reshape(pooled, [samples, channels]);
+  }
+  return tf.div(sumPerSampleChannel(t, samples, a, channels, b), a * b);
+}

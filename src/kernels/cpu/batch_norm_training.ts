@@ -1,11 +1,11 @@
 /**
- * Fused cpu BATCH_NORM_TRAINING: per-channel mean, then the biased variance as
- * Σ(x − μ)² (two passes, float64 accumulators: exact enough for inputs whose
- * mean dwarfs their spread), then y = γ·((x − μ)·r/σ + d) + β in a third.
+ * Fused cpu BATCH_NORM_TRAINING: per-channel mean and biased variance in one
+ * pass (./passes.ts groupMoments, float64, accurate for inputs whose mean
+ * dwarfs their spread), then y = γ·((x − μ)·r/σ + d) + β in a second.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {BATCH_NORM_TRAINING} from '../batch_norm';
-import {countPerGroup, dividedBy, groupSums, layoutOf, normalize, output, read} from './passes';
+import {groupMoments, layoutOf, normalize, output, read} from './passes';
 
 export const batchNormTrainingConfig: tf.KernelConfig = {
   kernelName: BATCH_NORM_TRAINING,
@@ -16,10 +16,8 @@ export const batchNormTrainingConfig: tf.KernelConfig = {
     const {axis, epsilon, rmin, rmax, dmax} = attrs as Record<string, number>;
     const xs = read(backend, x);
     const layout = layoutOf(x.shape, axis);
-    const n = countPerGroup(layout);
     const c = layout.channels;
-    const mean = dividedBy(groupSums(xs, layout, null, false), n);
-    const variance = dividedBy(groupSums(xs, layout, mean, true), n);
+    const {mean, variance} = groupMoments(xs, layout);
     const renorm = renormMean != null && renormStddev != null ?
         {mean: read(backend, renormMean), stddev: read(backend, renormStddev)} : null;
     const r = new Float64Array(c).fill(1);

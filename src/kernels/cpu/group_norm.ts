@@ -1,11 +1,11 @@
 /**
- * Fused cpu GROUP_NORM: per-(sample, group) mean, then the biased variance as
- * Σ(x − μ)² (two passes, float64 accumulators), then
- * y = γ_c·(x − μ)/√(σ² + ε) + β_c in a third.
+ * Fused cpu GROUP_NORM: per-(sample, group) mean and biased variance in one
+ * pass (./passes.ts groupMoments, float64), then y = γ_c·(x − μ)/√(σ² + ε) + β_c
+ * in a second.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {GROUP_NORM} from '../group_norm';
-import {countPerGroup, dividedBy, groupSums, layoutOf, normalize, output, read} from './passes';
+import {groupMoments, layoutOf, normalize, output, read} from './passes';
 
 export const groupNormConfig: tf.KernelConfig = {
   kernelName: GROUP_NORM,
@@ -16,9 +16,7 @@ export const groupNormConfig: tf.KernelConfig = {
     const {axis, groups, epsilon} = attrs as Record<string, number>;
     const xs = read(backend, x);
     const layout = layoutOf(x.shape, axis, groups);
-    const n = countPerGroup(layout);
-    const mean = dividedBy(groupSums(xs, layout, null, false), n);
-    const variance = dividedBy(groupSums(xs, layout, mean, true), n);
+    const {mean, variance} = groupMoments(xs, layout);
     const invStd = new Float64Array(variance.length);
     for (let j = 0; j < invStd.length; j++) invStd[j] = 1 / Math.sqrt(variance[j] + epsilon);
     const y = normalize(xs, layout, mean, invStd, new Float64Array(mean.length), read(backend, gamma),

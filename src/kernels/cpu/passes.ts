@@ -37,53 +37,88 @@ export function countPerGroup(l: Layout): number {
   return l.rows * l.inner * l.channels / l.groups;
 }
 
-/** values / n, in place (a typed array's map is slow in V8). */
-export function dividedBy(values: Float64Array, n: number): Float64Array {
-  for (let i = 0; i < values.length; i++) values[i] /= n;
-  return values;
+export interface Moments {
+  mean: Float64Array;
+  /** Biased variance. */
+  variance: Float64Array;
 }
 
-/** Σ (x − center) per (sample, group), or Σ (x − center)² when `squared`; center null is 0. */
-export function groupSums(x: Float32Array, l: Layout, center: Float64Array | null, squared: boolean): Float64Array {
+/** Values per block of a channels-last sample that the statistics pass walks column by column (32 KB). */
+const BLOCK = 8192;
+
+/**
+ * Mean and biased variance per (sample, group) in one pass: float64 sums of
+ * x − k and (x − k)² with k one of the group's own values (its first), so
+ * var = (Σ(x − k)² − (Σ(x − k))²/n)/n does not cancel even when the mean
+ * dwarfs the spread (|μ − k| is a few σ, not |μ|).
+ */
+export function groupMoments(x: Float32Array, l: Layout): Moments {
   const {samples, rows, channels, inner, groups, groupOf} = l;
-  const acc = new Float64Array(samples * groups);
-  const shift = center ?? acc.slice();
-  let i = 0;
-  if (inner === 1 && rows > 1) {
-    // Channels-last: sum each sample's rows per channel, then per group.
-    const partial = new Float64Array(channels);
-    const m = new Float64Array(channels);
-    for (let s = 0; s < samples; s++) {
-      for (let c = 0; c < channels; c++) m[c] = shift[s * groups + groupOf[c]];
-      partial.fill(0);
-      for (let row = 0; row < rows; row++) {
-        if (squared) {
-          for (let c = 0; c < channels; c++, i++) partial[c] += (x[i] - m[c]) * (x[i] - m[c]);
-        } else {
-          for (let c = 0; c < channels; c++, i++) partial[c] += x[i] - m[c];
-        }
-      }
-      for (let c = 0; c < channels; c++) acc[s * groups + groupOf[c]] += partial[c];
-    }
-    return acc;
-  }
-  // Otherwise a group's values in one row are one contiguous run: its channels times inner.
-  const run = channels / groups * inner;
+  const size = channels / groups;
+  const shift = new Float64Array(samples * groups);
   for (let s = 0; s < samples; s++) {
-    for (let row = 0; row < rows; row++) {
-      for (let j = s * groups; j < (s + 1) * groups; j++) {
-        const m = shift[j];
-        let sum = 0;
-        if (squared) {
-          for (const end = i + run; i < end; i++) sum += (x[i] - m) * (x[i] - m);
-        } else {
-          for (const end = i + run; i < end; i++) sum += x[i] - m;
+    for (let g = 0; g < groups; g++) shift[s * groups + g] = x[s * rows * channels * inner + g * size * inner];
+  }
+  const sum = new Float64Array(samples * groups);
+  const sumSq = new Float64Array(samples * groups);
+  if (inner === 1 && rows > 1) {
+    // Channels-last: one channel at a time down a cache-sized block of rows,
+    // so the sums stay in registers (row by row they would live in memory).
+    const blockRows = Math.max(1, Math.floor(BLOCK / channels));
+    for (let s = 0; s < samples; s++) {
+      const sampleEnd = (s + 1) * rows * channels;
+      for (let start = s * rows * channels; start < sampleEnd; start += blockRows * channels) {
+        const end = Math.min(sampleEnd, start + blockRows * channels);
+        for (let c = 0; c < channels; c++) {
+          const j = s * groups + groupOf[c];
+          addShiftedSums(x, start + c, end, channels, shift[j], sum, sumSq, j);
         }
-        acc[j] += sum;
+      }
+    }
+  } else {
+    // Otherwise a group's values in one row are one contiguous run: its channels times inner.
+    const run = size * inner;
+    for (let s = 0, i = 0; s < samples; s++) {
+      for (let row = 0; row < rows; row++) {
+        for (let j = s * groups; j < (s + 1) * groups; j++, i += run) addShiftedSums(x, i, i + run, 1, shift[j], sum, sumSq, j);
       }
     }
   }
-  return acc;
+  const n = countPerGroup(l);
+  const mean = new Float64Array(samples * groups);
+  const variance = new Float64Array(samples * groups);
+  for (let j = 0; j < mean.length; j++) {
+    mean[j] = shift[j] + sum[j] / n;
+    // Rounding can take it just below 0 when a group's values are (nearly) all equal.
+    variance[j] = Math.max(0, (sumSq[j] - sum[j] * sum[j] / n) / n);
+  }
+  return {mean, variance};
+}
+
+/** Adds Σ (x[i] − k) and Σ (x[i] − k)² over i = start, start + step, … < end to sum[j] and sumSq[j]. */
+function addShiftedSums(x: Float32Array, start: number, end: number, step: number, k: number,
+    sum: Float64Array, sumSq: Float64Array, j: number): void {
+  // Two chains of sums: the adds' latency, not memory, bounds a single chain.
+  let a0 = 0;
+  let b0 = 0;
+  let a1 = 0;
+  let b1 = 0;
+  let i = start;
+  for (; i + step < end; i += 2 * step) {
+    const d0 = x[i] - k;
+    const d1 = x[i + step] - k;
+    a0 += d0;
+    b0 += d0 * d0;
+    a1 += d1;
+    b1 += d1 * d1;
+  }
+  if (i < end) {
+    const d = x[i] - k;
+    a0 += d;
+    b0 += d * d;
+  }
+  sum[j] += a0 + a1;
+  sumSq[j] += b0 + b1;
 }
 
 // The loops below work one sample at a time (a contiguous block of
@@ -172,7 +207,11 @@ export function normalize(x: Float32Array, l: Layout, mean: Float64Array, a: Flo
     // One value per (sample, channel), as in a [N, C] input: no coefficients worth folding.
     for (let s = 0, i = 0; s < samples; s++) {
       for (let j = s * groups, c = 0; j < (s + 1) * groups; j++) {
-        for (const end = c + size; c < end; c++, i++) out[i] = gamma[c] * ((x[i] - mean[j]) * a[j] + b[j]) + shift[c];
+        // Hoisted: V8 would reload them for every value.
+        const mj = mean[j];
+        const aj = a[j];
+        const bj = b[j];
+        for (const end = c + size; c < end; c++, i++) out[i] = gamma[c] * ((x[i] - mj) * aj + bj) + shift[c];
       }
     }
     return out;
