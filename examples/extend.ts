@@ -15,7 +15,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import {fileSystem, NormalizationLayer, NormalizationLayerArgs} from 'tfjs-normalization/node';
+import {fileSystem, NormalizationLayer, NormalizationLayerArgs, StatisticWeight} from 'tfjs-normalization/node';
 import {runMain} from './run_main';
 
 export interface FilterResponseNormArgs extends NormalizationLayerArgs {
@@ -33,6 +33,11 @@ export class FilterResponseNorm extends NormalizationLayer {
   constructor(args: FilterResponseNormArgs = {}) {
     super(args, 1e-6); // the paper's ε
     this.tlu = args.tlu ?? true;
+  }
+
+  // The weights buildStatistics adds, so that model-file validation knows them before building.
+  protected static override statisticWeights(config: Record<string, unknown>): StatisticWeight[] {
+    return config.tlu === false ? [] : [{name: 'tau'}];
   }
 
   protected override buildStatistics(inputShape: tfl.Shape, channels: number): void {

@@ -3,7 +3,9 @@
  * Importing this module registers every layer class with the tfjs
  * serialization registry, so saved models load with `tf.loadLayersModel`.
  */
-export {NormalizationLayer, NormalizationLayerArgs} from './layers/normalization_layer';
+export {
+  NormalizationLayer, NormalizationLayerArgs, SavedWeight, StatisticWeight,
+} from './layers/normalization_layer';
 export {BatchNormLayer, BatchNormLayerArgs} from './layers/batch_norm';
 export {BatchRenormLayer, BatchRenormLayerArgs, RenormClipping, RenormWarmup} from './layers/batch_renorm';
 export {
@@ -19,5 +21,7 @@ export {groupNorm as groupNormOp, GroupNormArgs, GroupNormResult} from './kernel
 // Deployment tools.
 export {foldBatchNorm, FoldResult} from './tools/fold';
 export {recalibrateStatistics, CalibrationBatch, DatasetLike, RecalibrationResult} from './tools/recalibrate';
+// Checking untrusted model files before tfjs builds anything.
+export {checked, validateModelArtifacts} from './io/validate';
 // Keras interop: importing registers Keras 3 InputLayer support; BatchNormalization aliasing is opt-in.
 export {registerKerasAliases, unregisterKerasAliases, batchNormFromKerasConfig} from './tools/keras';

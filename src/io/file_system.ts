@@ -14,7 +14,8 @@
  * no model.json at all, never a model.json pointing at weights of another save.
  *
  * Loading accepts the directory or the model.json path, reads only files
- * inside the model's directory, and checks weight sizes against the manifest.
+ * inside the model's directory, and runs `validateModelArtifacts` (sizes,
+ * dtypes and this package's layers' weights) before tfjs builds anything.
  *
  * Node-only: this file imports `fs`, so it is reachable only from the
  * `tfjs-normalization/node` entry (src/io/index.ts), never from the browser entry.
@@ -22,6 +23,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {promises as fsp} from 'fs';
 import * as nodePath from 'path';
+import {validateModelArtifacts} from './validate';
 
 export const MODEL_JSON = 'model.json';
 export const WEIGHTS_BIN = 'weights.bin';
@@ -158,8 +160,14 @@ async function load(ops: FileOps, path: string): Promise<tf.io.ModelArtifacts> {
     throw new Error(`fileSystem: ${jsonPath}: weightsManifest must be an array of {paths, weights} groups.`);
   }
   const dir = nodePath.dirname(jsonPath);
-  return tf.io.getModelArtifactsForJSON(modelJSON,
+  const artifacts = await tf.io.getModelArtifactsForJSON(modelJSON,
       (manifest) => readWeights(ops, dir, jsonPath, manifest));
+  try {
+    validateModelArtifacts(artifacts);
+  } catch (e) {
+    throw new Error(`fileSystem: ${jsonPath}: ${(e as Error).message}`);
+  }
+  return artifacts;
 }
 
 async function readWeights(ops: FileOps, dir: string, jsonPath: string, manifest: tf.io.WeightsManifestConfig):
@@ -171,8 +179,6 @@ async function readWeights(ops: FileOps, dir: string, jsonPath: string, manifest
     if (group == null || !Array.isArray(group.paths) || !Array.isArray(group.weights)) {
       throw new Error(`fileSystem: ${jsonPath}: each weightsManifest group needs 'paths' and 'weights' arrays.`);
     }
-    const files: string[] = [];
-    let bytes = 0;
     for (const relative of group.paths) {
       const file = await resolveInside(ops, dir, realDir, relative, jsonPath);
       let data: Uint8Array;
@@ -181,14 +187,7 @@ async function readWeights(ops: FileOps, dir: string, jsonPath: string, manifest
       } catch (e) {
         throw new Error(`fileSystem: cannot read weights file ${file} listed in ${jsonPath}: ${describeIoError(e)}`);
       }
-      files.push(file);
-      bytes += data.byteLength;
       buffers.push(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer);
-    }
-    const expected = expectedBytes(group.weights);
-    if (expected != null && bytes !== expected) {
-      throw new Error(`fileSystem: weights file ${files.join(', ')} holds ${bytes} bytes but ${jsonPath} lists ` +
-          `weights needing ${expected} bytes (${bytes < expected ? 'truncated' : 'from another model'}?).`);
     }
     specs.push(...group.weights);
   }
@@ -222,20 +221,6 @@ async function resolveInside(ops: FileOps, dir: string, realDir: string, relativ
 function isInside(dir: string, file: string): boolean {
   const rel = nodePath.relative(dir, file);
   return rel.length > 0 && !rel.startsWith('..') && !nodePath.isAbsolute(rel);
-}
-
-const QUANTIZED_BYTES: Record<string, number> = {uint8: 1, uint16: 2, float16: 2};
-
-/** Bytes the weights occupy in the files, or null when unknown (string weights). */
-function expectedBytes(weights: tf.io.WeightsManifestEntry[]): number | null {
-  let total = 0;
-  for (const w of weights) {
-    if (w.dtype === 'string') return null;
-    const size = w.shape.reduce((a, b) => a * b, 1);
-    const q = w.quantization?.dtype;
-    total += size * (q != null ? QUANTIZED_BYTES[q] : tf.util.bytesPerElement(w.dtype));
-  }
-  return total;
 }
 
 function describeIoError(e: unknown): string {

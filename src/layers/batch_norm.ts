@@ -20,7 +20,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {batchNormInference, batchNormTraining, BatchNormTrainingResult} from '../kernels/batch_norm';
 import {checkBoolean, checkNumber, Identifier, Initializer, resolveInitializer, serialize} from './config';
-import {NormalizationLayer, NormalizationLayerArgs} from './normalization_layer';
+import {NormalizationLayer, NormalizationLayerArgs, StatisticWeight} from './normalization_layer';
 
 export interface BatchNormLayerArgs extends NormalizationLayerArgs {
   /** Weight of the old value in the moving averages, in [0, 1]. Default 0.99 (PyTorch's 0.1 is 1 − 0.9). */
@@ -44,6 +44,10 @@ export class BatchNormLayer extends NormalizationLayer {
     'momentum', 'movingMeanInitializer', 'movingVarianceInitializer', 'unbiasedVariance',
   ];
   static override nonNegativeWeights: readonly string[] = ['moving_variance'];
+
+  protected static override statisticWeights(_config: Record<string, unknown>): StatisticWeight[] {
+    return [{name: 'moving_mean'}, {name: 'moving_variance'}];
+  }
 
   readonly momentum: number;
   readonly unbiasedVariance: boolean;

@@ -20,6 +20,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import {batchNormTraining, BatchNormTrainingResult} from '../kernels/batch_norm';
 import {BatchNormLayer, BatchNormLayerArgs, movingAverage} from './batch_norm';
 import {checkNumber} from './config';
+import type {StatisticWeight} from './normalization_layer';
 import {
   checkRenormClipping, checkRenormWarmup, RenormClipping, renormLimits, RenormWarmup, warmupEnd,
 } from './renorm_clipping';
@@ -43,6 +44,13 @@ export class BatchRenormLayer extends BatchNormLayer {
   static override nonNegativeWeights: readonly string[] = [
     ...BatchNormLayer.nonNegativeWeights, 'moving_stddev', 'renorm_stddev', 'renorm_step',
   ];
+
+  protected static override statisticWeights(config: Record<string, unknown>): StatisticWeight[] {
+    return [
+      ...super.statisticWeights(config), {name: 'moving_stddev'}, {name: 'renorm_mean'}, {name: 'renorm_stddev'},
+      ...(config.renorm_warmup == null ? [] : [{name: 'renorm_step', scalar: true}]),
+    ];
+  }
 
   readonly renormClipping: RenormClipping;
   readonly renormMomentum: number;

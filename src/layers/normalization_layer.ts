@@ -14,6 +14,8 @@
  *    rejected, so a typo such as `momentun` fails instead of being ignored).
  *  - `buildStatistics(inputShape, channels)`: add the subclass's own weights
  *    (moving statistics) after gamma and beta; validate shape-dependent config.
+ *    `static statisticWeights(config)` names those weights, so that a model
+ *    file can be checked before anything is built (src/io/validate.ts).
  *  - `normalize(x, training)`: the computation; runs inside `tf.tidy`.
  *  - `getConfig()`: call `super.getConfig()` and add the subclass's keys.
  * Register the subclass with `tf.serialization.registerClass(MyLayer)` and give
@@ -74,6 +76,28 @@ export abstract class NormalizationLayer extends tfl.layers.Layer {
   ];
   /** Weight names whose values must be >= 0 when written from outside (variances, standard deviations). */
   static nonNegativeWeights: readonly string[] = [];
+
+  /**
+   * The weights a layer of this class, saved with `config` (the model file's
+   * snake_case layer config), holds, worked out without building it: model-file
+   * validation (src/io/validate.ts) checks a file against this before tfjs
+   * allocates anything. A subclass that adds weights in `buildStatistics`
+   * declares them in `statisticWeights`.
+   */
+  static savedWeights(config: Record<string, unknown>): SavedWeight[] {
+    const names: StatisticWeight[] = [
+      ...(config.scale === false ? [] : [{name: 'gamma'}]),
+      ...(config.center === false ? [] : [{name: 'beta'}]),
+      ...this.statisticWeights(config),
+    ];
+    return names.map(({name, scalar}) =>
+      ({name, scalar: scalar === true, nonNegative: this.nonNegativeWeights.includes(name)}));
+  }
+
+  /** The weights `buildStatistics` adds for a saved config, in order. */
+  protected static statisticWeights(_config: Record<string, unknown>): StatisticWeight[] {
+    return [];
+  }
 
   /** The axis as configured (may be negative). */
   readonly axis: number;
@@ -210,21 +234,9 @@ export abstract class NormalizationLayer extends tfl.layers.Layer {
   }
 
   private checkWeightValue(name: string, weight: tfl.LayerVariable, value: tf.Tensor): void {
-    const where = `${this.describeLayer()}: weight '${name}'`;
-    if (value.dtype !== weight.dtype) {
-      throw new Error(`${where} must have dtype ${weight.dtype}; received ${value.dtype}.`);
-    }
-    if (!tf.util.arraysEqual(value.shape, weight.shape as number[])) {
-      throw new Error(`${where} must have shape ${describeShape(weight.shape)}; received ${describeShape(value.shape)}.`);
-    }
-    const nonNegative = (this.constructor as typeof NormalizationLayer).nonNegativeWeights.includes(name);
-    const values = value.dataSync();
-    for (let i = 0; i < values.length; i++) {
-      if (!Number.isFinite(values[i]) || (nonNegative && values[i] < 0)) {
-        throw new Error(`${where} holds ${values[i]} at index ${i}; expected finite values` +
-            `${nonNegative ? ' >= 0 (a variance or standard deviation)' : ''}.`);
-      }
-    }
+    checkWeightValue(`${this.describeLayer()}: weight '${name}'`, weight.dtype, weight.shape as number[],
+        {dtype: value.dtype, shape: value.shape, values: () => value.dataSync()},
+        (this.constructor as typeof NormalizationLayer).nonNegativeWeights.includes(name));
   }
 
   /** Extension point: the computation. Runs inside `tf.tidy`. */
@@ -257,7 +269,44 @@ export abstract class NormalizationLayer extends tfl.layers.Layer {
   }
 }
 
-function describeShape(shape: tfl.Shape): string {
+/** A weight `buildStatistics` adds: its name, and `scalar` for shape [] instead of [channels]. */
+export interface StatisticWeight {
+  name: string;
+  scalar?: boolean;
+}
+
+/** A weight a saved layer holds (see `NormalizationLayer.savedWeights`). */
+export interface SavedWeight {
+  name: string;
+  /** Shape [] instead of [channels]. */
+  scalar: boolean;
+  /** Values must be >= 0 (a variance or standard deviation). */
+  nonNegative: boolean;
+}
+
+/**
+ * Checks a value for a layer weight: dtype, shape, finite values, and >= 0 when
+ * `nonNegative`. `where` names the layer and weight. Shared by the layers (on
+ * write) and model-file validation (on raw bytes), so both say the same thing.
+ */
+export function checkWeightValue(where: string, dtype: string, shape: readonly number[],
+    value: {dtype: string; shape: readonly number[]; values: () => ArrayLike<number>}, nonNegative: boolean): void {
+  if (value.dtype !== dtype) {
+    throw new Error(`${where} must have dtype ${dtype}; received ${value.dtype}.`);
+  }
+  if (!tf.util.arraysEqual(value.shape as number[], shape as number[])) {
+    throw new Error(`${where} must have shape ${describeShape(shape)}; received ${describeShape(value.shape)}.`);
+  }
+  const values = value.values();
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isFinite(values[i]) || (nonNegative && values[i] < 0)) {
+      throw new Error(`${where} holds ${values[i]} at index ${i}; expected finite values` +
+          `${nonNegative ? ' >= 0 (a variance or standard deviation)' : ''}.`);
+    }
+  }
+}
+
+function describeShape(shape: tfl.Shape | readonly number[]): string {
   return `[${shape.map((d) => d == null ? 'null' : d).join(', ')}]`;
 }
 

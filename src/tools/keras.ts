@@ -32,6 +32,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import {BatchNormLayer, BatchNormLayerArgs} from '../layers/batch_norm';
 import {BatchRenormLayer} from '../layers/batch_renorm';
 import {configError} from '../layers/config';
+import type {SavedWeight} from '../layers/normalization_layer';
 import {builtinBatchNormalization} from './batch_stats';
 
 type Config = tf.serialization.ConfigDict;
@@ -93,6 +94,11 @@ export function batchNormFromKerasConfig(config: Config): BatchNormLayer {
 /** Registered under `BatchNormalization` by `registerKerasAliases`. */
 export class KerasBatchNormalization extends BatchNormLayer {
   static override className = 'BatchNormalization';
+
+  /** The weights of the layer `fromConfig` builds: BatchRenormLayer's for `renorm: true`. */
+  static override savedWeights(config: Record<string, unknown>): SavedWeight[] {
+    return (config.renorm === true ? BatchRenormLayer : BatchNormLayer).savedWeights(config);
+  }
 
   static override fromConfig<T extends tf.serialization.Serializable>(
       _cls: tf.serialization.SerializableConstructor<T>, config: Config): T {

@@ -1,0 +1,190 @@
+/**
+ * Checks a model's artifacts before tfjs builds anything from them.
+ *
+ * `tf.loadLayersModel` builds the whole model first and checks weights after;
+ * when a check fails there, tfjs-layers neither returns nor disposes the
+ * partly built model and the decoded weights, so every failed load leaks
+ * tensors. `validateModelArtifacts` reads only the manifest, the topology and
+ * raw bytes (no tensors), so a broken or hostile file fails with nothing
+ * allocated:
+ *  - the manifest: each shape a list of non-negative safe integers, a
+ *    supported dtype, and weightData exactly as long as the declared sizes add
+ *    up to (sizes are computed, never allocated);
+ *  - each layer of this package's classes (found in the tfjs class registry,
+ *    so the Addons aliases and an aliased Keras BatchNormalization count):
+ *    exactly the weights the layer builds (`NormalizationLayer.savedWeights`),
+ *    float32, per-channel weights of one shape [C] (scalars []), values finite
+ *    and >= 0 where the layer requires it (the layers' own check,
+ *    `checkWeightValue`).
+ * Only the model's top-level layers are checked; layers of a nested model are
+ * still checked by the layers themselves when tfjs writes their weights.
+ *
+ * Browser-safe (no `fs`): `checked(handler)` wraps any IOHandler, e.g.
+ * `tf.io.fromMemory` or `tf.io.browserFiles`; `fileSystem` validates on its own.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import {checkWeightValue, NormalizationLayer} from '../layers/normalization_layer';
+
+type Json = Record<string, unknown>;
+
+/** Bytes per stored value, by dtype (a quantized weight is stored in its quantization dtype). */
+const BYTES: Record<string, number> = {float32: 4, int32: 4, bool: 1, complex64: 8, uint8: 1, uint16: 2, float16: 2};
+
+/** A manifest entry with its place in weightData. */
+interface Located {
+  spec: tf.io.WeightsManifestEntry;
+  offset: number;
+  bytes: number;
+}
+
+/** Throws an Error naming the weight, or the layer and weight, at the first problem; allocates no tensor. */
+export function validateModelArtifacts(artifacts: tf.io.ModelArtifacts): void {
+  const data = new tf.io.CompositeArrayBuffer(artifacts.weightData ?? []);
+  const weights = locate(artifacts.weightSpecs ?? [], data);
+  const topology = artifacts.modelTopology;
+  if (topology == null || topology instanceof ArrayBuffer) return;
+  const byName = new Map(weights.map((w) => [w.spec.name, w]));
+  for (const layer of topLevelLayers(topology as Json)) checkLayer(layer, byName, data);
+}
+
+/** Wraps an IOHandler so that `load()` runs `validateModelArtifacts` before tfjs builds the model. */
+export function checked(handler: tf.io.IOHandler): tf.io.IOHandler {
+  if (handler == null || typeof handler.load !== 'function') {
+    throw new Error('checked: expected an IOHandler with a load() method, such as tf.io.fromMemory(...).');
+  }
+  const wrapped: tf.io.IOHandler = {
+    load: async () => {
+      const artifacts = await handler.load!();
+      validateModelArtifacts(artifacts);
+      return artifacts;
+    },
+  };
+  if (handler.save != null) wrapped.save = (artifacts) => handler.save!(artifacts);
+  return wrapped;
+}
+
+/** Offsets and sizes of the manifest's weights; checks shapes, dtypes and the total length. */
+function locate(specs: tf.io.WeightsManifestEntry[], data: tf.io.CompositeArrayBuffer): Located[] {
+  // CompositeArrayBuffer leaves byteLength undefined when it holds no buffer.
+  const available = data.byteLength ?? 0;
+  const located: Located[] = [];
+  let offset = 0;
+  for (const spec of specs) {
+    const where = `weight ${JSON.stringify(spec?.name)}`;
+    if (typeof spec?.name !== 'string') throw new Error(`Model weights: ${where} has no name.`);
+    if (!Array.isArray(spec.shape) || !spec.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw new Error(`Model weights: ${where} has shape ${JSON.stringify(spec.shape)}; expected a list of ` +
+          'non-negative integers.');
+    }
+    const stored = spec.quantization?.dtype ?? spec.dtype;
+    const string = stored === 'string' && spec.quantization == null;
+    if (!string && (!Object.prototype.hasOwnProperty.call(BYTES, stored) ||
+        (spec.quantization != null && spec.dtype !== 'float32'))) {
+      throw new Error(`Model weights: ${where} has dtype ${JSON.stringify(spec.dtype)}` +
+          `${spec.quantization != null ? ` quantized as ${JSON.stringify(stored)}` : ''}; expected one of ` +
+          `float32, int32, bool, complex64, string (float32 may be quantized as uint8, uint16 or float16).`);
+    }
+    const size = spec.shape.reduce((a, b) => a * b, 1);
+    const bytes = string ? stringBytes(data, offset, size) : size * BYTES[stored];
+    if (offset + bytes > available) {
+      throw new Error(`Model weights: ${where} of shape [${spec.shape.join(', ')}] needs bytes ${offset} to ` +
+          `${offset + bytes}, but the weight data holds only ${available} bytes (truncated?).`);
+    }
+    located.push({spec, offset, bytes});
+    offset += bytes;
+  }
+  if (offset !== available) {
+    throw new Error(`Model weights: the weight data holds ${available} bytes but the manifest declares ` +
+        `${offset} (from another model?).`);
+  }
+  return located;
+}
+
+/** Bytes of `count` strings stored from `offset` (each a uint32 length, then its bytes); Infinity when cut short. */
+function stringBytes(data: tf.io.CompositeArrayBuffer, offset: number, count: number): number {
+  let end = offset;
+  for (let i = 0; i < count; i++) {
+    if (end + 4 > data.byteLength) return Infinity;
+    end += 4 + new DataView(data.slice(end, end + 4)).getUint32(0, true);
+  }
+  return end - offset;
+}
+
+/** The layer configs of a Sequential or functional model (tfjs writes the model itself; Keras wraps it in model_config). */
+function topLevelLayers(topology: Json): Json[] {
+  const model = (topology.model_config ?? topology) as Json;
+  const config = model?.config as Json | Json[] | undefined;
+  const layers = Array.isArray(config) ? config : config?.layers;
+  return Array.isArray(layers) ? layers.filter((l): l is Json => l != null && typeof l === 'object') : [];
+}
+
+/** The registered class of a layer entry when it is one of this package's (own keys only: `constructor` is no class). */
+function normalizationClass(className: unknown): typeof NormalizationLayer | null {
+  const map = tf.serialization.SerializationMap.getMap().classNameMap;
+  if (typeof className !== 'string' || !Object.prototype.hasOwnProperty.call(map, className)) return null;
+  const cls = map[className][0] as unknown as typeof NormalizationLayer;
+  return cls.prototype instanceof NormalizationLayer ? cls : null;
+}
+
+function checkLayer(layer: Json, byName: Map<string, Located>, data: tf.io.CompositeArrayBuffer): void {
+  const cls = normalizationClass(layer.class_name);
+  if (cls == null) return;
+  const config = (layer.config ?? {}) as Json;
+  const name = String(config.name ?? layer.name);
+  const describe = `${layer.class_name} '${name}'`;
+  const expected = cls.savedWeights(config);
+  const prefix = `${name}/`;
+  for (const weightName of byName.keys()) {
+    if (weightName.startsWith(prefix) && !expected.some((w) => prefix + w.name === weightName)) {
+      throw new Error(`${describe}: the weights hold '${weightName}', which this layer does not have; it has ` +
+          `${expected.map((w) => w.name).join(', ')}.`);
+    }
+  }
+  const found = expected.map((w) => {
+    const located = byName.get(prefix + w.name);
+    if (located == null) throw new Error(`${describe}: weight '${w.name}' is missing from the weights.`);
+    return {...w, ...located};
+  });
+  // Every per-channel weight has shape [channels]: from the layer's input shape when its config
+  // declares one, else the first rank-1 weight's.
+  const perChannel = found.filter((w) => !w.scalar);
+  const channels = declaredChannels(config) ?? perChannel.find((w) => w.spec.shape.length === 1)?.spec.shape;
+  if (perChannel.length > 0 && channels == null) {
+    throw new Error(`${describe}: weight '${perChannel[0].name}' must have shape [channels]; received ` +
+        `[${perChannel[0].spec.shape.join(', ')}].`);
+  }
+  for (const {name: weight, scalar, nonNegative, spec, offset, bytes} of found) {
+    checkWeightValue(`${describe}: weight '${weight}'`, 'float32', scalar ? [] : channels!,
+        {dtype: spec.dtype, shape: spec.shape, values: () => floats(spec, data.slice(offset, offset + bytes))},
+        nonNegative);
+  }
+}
+
+/** [channels] from the input shape in the layer's config (tfjs and tf.keras: batch_input_shape, Keras 3: batch_shape). */
+function declaredChannels(config: Json): number[] | undefined {
+  const shape = config.batch_input_shape ?? config.batch_shape;
+  // Keras writes the axis as a one-element list.
+  const axis = Array.isArray(config.axis) && config.axis.length === 1 ? config.axis[0] : config.axis ?? -1;
+  if (!Array.isArray(shape) || !Number.isInteger(axis)) return undefined;
+  const size = shape[axis < 0 ? axis + shape.length : axis];
+  return Number.isSafeInteger(size) && size > 0 ? [size] : undefined;
+}
+
+/** A float32 weight's values, read (and dequantized) from its bytes. */
+function floats(spec: tf.io.WeightsManifestEntry, bytes: ArrayBuffer): ArrayLike<number> {
+  const q = spec.quantization;
+  if (q == null) return new Float32Array(bytes);
+  if (q.dtype === 'float16') return Array.from(new Uint16Array(bytes), half);
+  const scale = q.scale ?? 1;
+  const min = q.min ?? 0;
+  return Array.from(q.dtype === 'uint8' ? new Uint8Array(bytes) : new Uint16Array(bytes), (v) => v * scale + min);
+}
+
+/** IEEE half-precision bits to a number. */
+function half(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exponent = (h >> 10) & 0x1f;
+  const mantissa = h & 0x3ff;
+  if (exponent === 0x1f) return mantissa === 0 ? sign * Infinity : NaN;
+  return sign * (exponent === 0 ? mantissa * 2 ** -24 : (1 + mantissa / 1024) * 2 ** (exponent - 15));
+}

@@ -1,0 +1,256 @@
+/**
+ * validateModelArtifacts / checked(): a broken model file fails before tfjs
+ * builds anything, so a failed load leaves no tensor behind, and valid models
+ * load exactly as without the check.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as nodePath from 'path';
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import {
+  AddonsGroupNormalization, AddonsInstanceNormalization, BatchNormLayer, BatchRenormLayer, checked, fileSystem,
+  GroupNormLayer, NormalizationLayer, registerKerasAliases, unregisterKerasAliases, validateModelArtifacts,
+} from '../../src/io';
+import {FilterResponseNorm} from '../../examples/extend';
+import {
+  artifactsOf, CHANNELS, clone, expectCleanPrototype, Files, Kind, KINDS, load, locate, saveBase, specs, weightCases,
+} from '../helpers/model_files';
+import {bits, expectIdenticalWeights} from '../helpers/round_trip';
+
+const KERAS = nodePath.join(__dirname, '..', 'fixtures', 'keras');
+
+let scratch: string;
+const base: Partial<Record<Kind, Files>> = {};
+
+beforeAll(async () => {
+  scratch = fs.mkdtempSync(nodePath.join(os.tmpdir(), 'validate-'));
+  for (const kind of KINDS) base[kind] = await saveBase(kind, nodePath.join(scratch, `base-${kind}`));
+});
+
+afterAll(() => fs.rmSync(scratch, {recursive: true, force: true}));
+
+/** model.json and the single weights file of a saved model directory. */
+function readDir(dir: string): Files {
+  const modelJSON = JSON.parse(fs.readFileSync(nodePath.join(dir, 'model.json'), 'utf8'));
+  const [group] = modelJSON.weightsManifest;
+  return {modelJSON, weights: new Uint8Array(fs.readFileSync(nodePath.join(dir, group.paths[0])))};
+}
+
+/** Predictions of both models on the same input are bit-identical. */
+function expectSamePredictions(a: tfl.LayersModel, b: tfl.LayersModel, shape: number[]): void {
+  const x = tf.randomNormal(shape, 0, 2, 'float32', 7);
+  const [ya, yb] = [a, b].map((m) => m.predict(x) as tf.Tensor);
+  expect(bits(yb).equals(bits(ya))).toBe(true);
+  tf.dispose([x, ya, yb]);
+}
+
+describe.each(KINDS)('%s: every broken weight fails before tfjs builds the model', (kind) => {
+  for (const c of weightCases(kind)) {
+    for (const source of ['checked', 'disk'] as const) {
+      it(`${c.name} (${source})`, async () => {
+        const f = clone(base[kind]!);
+        c.corrupt(f);
+        const tensors = tf.memory().numTensors;
+        const error = await load(source, f, scratch).then(() => null, (e: unknown) => e);
+        expect(error).toBeInstanceOf(Error);
+        expect((error as Error).message).toMatch(c.checked);
+        if (source === 'disk') expect((error as Error).message).toMatch(/^fileSystem: .*model\.json: /);
+        expect(tf.memory().numTensors).toBe(tensors);
+        expectCleanPrototype();
+      });
+    }
+  }
+});
+
+describe('valid models load through checked() and fileSystem exactly as without them', () => {
+  it.each(KINDS)('%s', async (kind) => {
+    const plain = await load('memory', clone(base[kind]!), scratch);
+    for (const source of ['checked', 'disk'] as const) {
+      const model = await load(source, clone(base[kind]!), scratch);
+      expectIdenticalWeights(plain, model);
+      expectSamePredictions(plain, model, [3, CHANNELS]);
+      model.dispose();
+    }
+    plain.dispose();
+  });
+
+  it('a Keras BatchNormalization(renorm=True) fixture, with registerKerasAliases()', async () => {
+    registerKerasAliases();
+    try {
+      const f = readDir(nodePath.join(KERAS, 'tf2_dense_renorm'));
+      const plain = await tfl.loadLayersModel(tf.io.fromMemory(artifactsOf(f)));
+      const viaChecked = await tfl.loadLayersModel(checked(tf.io.fromMemory(artifactsOf(f))));
+      const viaDisk = await tfl.loadLayersModel(fileSystem(nodePath.join(KERAS, 'tf2_dense_renorm')));
+      expect(viaChecked.getLayer('batch_normalization')).toBeInstanceOf(BatchRenormLayer);
+      for (const model of [viaChecked, viaDisk]) {
+        expectIdenticalWeights(plain, model);
+        expectSamePredictions(plain, model, [3, 5]);
+      }
+      // The renorm weights are checked too: a negative moving_stddev fails before building.
+      const {offset} = locate(f, 'batch_normalization/moving_stddev');
+      new DataView(f.weights.buffer).setFloat32(offset + 8, -0.5, true);
+      const tensors = tf.memory().numTensors;
+      await expect(tfl.loadLayersModel(checked(tf.io.fromMemory(artifactsOf(f))))).rejects.toThrow(
+          "BatchNormalization 'batch_normalization': weight 'moving_stddev' holds -0.5 at index 2; expected finite " +
+          'values >= 0');
+      expect(tf.memory().numTensors).toBe(tensors);
+      for (const model of [plain, viaChecked, viaDisk]) model.dispose();
+    } finally {
+      unregisterKerasAliases();
+    }
+  });
+
+  it('a BatchRenormLayer saved after warm-up steps keeps its renorm_step', async () => {
+    const model = tfl.sequential({layers: [
+      new BatchRenormLayer({name: 'brn', inputShape: [3], renormClipping: {rmax: 3, dmax: 5},
+        renormWarmup: {plainSteps: 1, rmaxReachedAt: 4, dmaxReachedAt: 4}}),
+      tfl.layers.dense({units: 1, name: 'out'}),
+    ]});
+    model.compile({optimizer: 'sgd', loss: 'meanSquaredError'});
+    const [x, y] = [tf.randomNormal([8, 3], 0, 1, 'float32', 3), tf.randomNormal([8, 1], 0, 1, 'float32', 4)];
+    for (let i = 0; i < 2; i++) await model.trainOnBatch(x, y);
+    tf.dispose([x, y]);
+    const dir = nodePath.join(scratch, 'warm');
+    await model.save(fileSystem(dir));
+    const f = readDir(dir);
+    expect(specs(f).find((s) => s.name === 'brn/renorm_step')!.shape).toEqual([]);
+    for (const loaded of [
+      await tfl.loadLayersModel(fileSystem(dir)), await tfl.loadLayersModel(checked(tf.io.fromMemory(artifactsOf(f)))),
+    ]) {
+      expect((loaded.getLayer('brn') as BatchRenormLayer).renormStep!.read().dataSync()[0]).toBe(2);
+      expectIdenticalWeights(model, loaded);
+      expectSamePredictions(model, loaded, [4, 3]);
+      loaded.dispose();
+    }
+    model.dispose();
+  });
+
+  it('weightData as several ArrayBuffers, split inside a weight', async () => {
+    const f = clone(base.BRN!);
+    const split = (w: Uint8Array, at: number[]) =>
+      [0, ...at].map((start, i) => w.slice(start, [...at, w.length][i]).buffer as ArrayBuffer);
+    const {offset} = locate(f, 'norm/moving_stddev');
+    const parts = split(f.weights, [offset + 6, offset + 10]);
+    const plain = await load('memory', f, scratch);
+    const model = await tfl.loadLayersModel(checked(tf.io.fromMemory({...artifactsOf(f), weightData: parts})));
+    expectIdenticalWeights(plain, model);
+    plain.dispose();
+    model.dispose();
+    // A NaN whose bytes straddle two of the buffers is found.
+    new DataView(f.weights.buffer).setFloat32(offset + 4, NaN, true);
+    expect(() => validateModelArtifacts({...artifactsOf(f), weightData: split(f.weights, [offset + 6, offset + 10])}))
+        .toThrow("BatchRenormLayer 'norm': weight 'moving_stddev' holds NaN at index 1");
+  });
+
+  it('quantized weights are read as tfjs dequantizes them', async () => {
+    const f = clone(base.BN!);
+    const {offset, length} = locate(f, 'norm/moving_variance');
+    // moving_variance as uint8 with scale 0.5: stored 2, 4, 6, 8 mean 1, 2, 3, 4.
+    const quantize = (min: number) => {
+      const artifacts = artifactsOf(f);
+      artifacts.weightSpecs = artifacts.weightSpecs!.map((s) => s.name !== 'norm/moving_variance' ? s :
+        {...s, quantization: {dtype: 'uint8' as const, scale: 0.5, min}});
+      artifacts.weightData = new Uint8Array([...f.weights.subarray(0, offset), 2, 4, 6, 8,
+        ...f.weights.subarray(offset + length)]).buffer;
+      return artifacts;
+    };
+    const model = await tfl.loadLayersModel(checked(tf.io.fromMemory(quantize(0))));
+    expect(Array.from((model.getLayer('norm') as BatchNormLayer).movingVariance.read().dataSync())).toEqual([1, 2, 3, 4]);
+    model.dispose();
+    expect(() => validateModelArtifacts(quantize(-2))).toThrow(
+        "BatchNormLayer 'norm': weight 'moving_variance' holds -1 at index 0; expected finite values >= 0");
+    // float16: 0x3c00 is 1, 0x7e00 is NaN.
+    const artifacts = artifactsOf(f);
+    artifacts.weightSpecs = artifacts.weightSpecs!.map((s) => s.name !== 'norm/gamma' ? s :
+      {...s, quantization: {dtype: 'float16' as const}});
+    const {offset: g, length: gl} = locate(f, 'norm/gamma');
+    artifacts.weightData = new Uint8Array([...f.weights.subarray(0, g), ...new Uint8Array(new Uint16Array(
+        [0x3c00, 0x3c00, 0x7e00, 0x3c00]).buffer), ...f.weights.subarray(g + gl)]).buffer;
+    expect(() => validateModelArtifacts(artifacts)).toThrow("BatchNormLayer 'norm': weight 'gamma' holds NaN at index 2");
+  });
+});
+
+describe('the manifest', () => {
+  const withSpec = (change: Record<string, unknown>) => {
+    const artifacts = artifactsOf(base.BN!);
+    artifacts.weightSpecs = artifacts.weightSpecs!.map((s, i) => i === 0 ? {...s, ...change} as typeof s : s);
+    return artifacts;
+  };
+
+  it.each([
+    [{shape: [-4]}, 'Model weights: weight "norm/gamma" has shape [-4]; expected a list of non-negative integers.'],
+    [{shape: [2.5]}, 'has shape [2.5]'],
+    [{shape: '4'}, 'has shape "4"'],
+    [{shape: [2 ** 60]}, 'has shape [1152921504606847000]'],
+    [{dtype: 'float64'}, 'Model weights: weight "norm/gamma" has dtype "float64"; expected one of'],
+    [{dtype: 'constructor'}, 'has dtype "constructor"'],
+    [{name: 7}, 'Model weights: weight 7 has no name.'],
+  ])('%j fails', (change, message) => {
+    expect(() => validateModelArtifacts(withSpec(change))).toThrow(message);
+  });
+
+  it('declared sizes must add up to weightData exactly', () => {
+    const artifacts = artifactsOf(base.BN!);
+    const bytes = new Uint8Array(artifacts.weightData as ArrayBuffer);
+    expect(() => validateModelArtifacts({...artifacts, weightData: [bytes.buffer, new ArrayBuffer(4)]})).toThrow(
+        `Model weights: the weight data holds ${bytes.length + 4} bytes but the manifest declares ${bytes.length} ` +
+        '(from another model?).');
+    expect(() => validateModelArtifacts({...artifacts, weightData: undefined}))
+        .toThrow('Model weights: weight "norm/gamma" of shape [4] needs bytes 0 to 16, but the weight data holds only 0');
+  });
+
+  it('string weights: their byte length is read from the data', () => {
+    const text = new TextEncoder().encode('abc');
+    const data = new Uint8Array([3, 0, 0, 0, ...text, 0, 0, 0, 0]);
+    const spec = {name: 's', shape: [2], dtype: 'string' as const};
+    expect(() => validateModelArtifacts({weightSpecs: [spec], weightData: data.buffer})).not.toThrow();
+    expect(() => validateModelArtifacts({weightSpecs: [spec], weightData: data.slice(0, 9).buffer}))
+        .toThrow('weight "s" of shape [2] needs bytes 0 to Infinity, but the weight data holds only 9 bytes');
+  });
+});
+
+describe('savedWeights matches what build creates', () => {
+  // Validating a freshly saved model checks the declaration: a missing or extra name would fail.
+  const variants: Array<[string, () => NormalizationLayer]> = [
+    ['BatchNormLayer', () => new BatchNormLayer({})],
+    ['BatchNormLayer center false', () => new BatchNormLayer({center: false})],
+    ['BatchNormLayer scale false', () => new BatchNormLayer({scale: false})],
+    ['BatchRenormLayer', () => new BatchRenormLayer({})],
+    ['BatchRenormLayer with warm-up', () => new BatchRenormLayer({renormClipping: {rmax: 2, dmax: 1},
+      renormWarmup: {plainSteps: 1, rmaxReachedAt: 2, dmaxReachedAt: 2}})],
+    ['GroupNormLayer', () => new GroupNormLayer({groups: 2})],
+    ['GroupNormLayer center and scale false', () => new GroupNormLayer({groups: 2, center: false, scale: false})],
+    ['Addons GroupNormalization', () => new AddonsGroupNormalization({})],
+    ['Addons InstanceNormalization', () => new AddonsInstanceNormalization({})],
+    ['examples/extend.ts FilterResponseNorm', () => new FilterResponseNorm({})],
+  ];
+  it.each(variants)('%s', async (_, make) => {
+    const layer = make();
+    const model = tfl.sequential({layers: [tfl.layers.inputLayer({inputShape: [2, 2, CHANNELS]}), layer]});
+    let saved!: tf.io.ModelArtifacts;
+    await model.save(tf.io.withSaveHandler(async (a) => {
+      saved = a;
+      return {modelArtifactsInfo: {dateSaved: new Date(), modelTopologyType: 'JSON'}};
+    }));
+    expect(saved.weightSpecs!.map((s) => s.name)).toEqual(layer.weights.map((w) => w.originalName));
+    expect(() => validateModelArtifacts({...saved, modelTopology: JSON.parse(JSON.stringify(saved.modelTopology))}))
+        .not.toThrow();
+    model.dispose();
+  });
+});
+
+describe('checked()', () => {
+  it('passes save through and refuses a handler without load', async () => {
+    let saved: tf.io.ModelArtifacts | null = null;
+    const handler = checked({
+      load: async () => artifactsOf(base.BN!),
+      save: async (a) => { saved = a; return {modelArtifactsInfo: {dateSaved: new Date(), modelTopologyType: 'JSON'}}; },
+    });
+    const model = await tfl.loadLayersModel(handler);
+    await model.save(handler);
+    expect(saved).not.toBeNull();
+    model.dispose();
+    expect(() => checked({} as tf.io.IOHandler)).toThrow('checked: expected an IOHandler with a load() method');
+  });
+});
