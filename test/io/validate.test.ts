@@ -240,6 +240,30 @@ describe('savedWeights matches what build creates', () => {
   });
 });
 
+describe('the channel count, when the layer declares no input shape', () => {
+  // As for a layer after another one: the weights' shapes alone must agree.
+  const withoutInputShape = (shapes: Record<string, number[]>) => {
+    const artifacts = artifactsOf(base.BN!);
+    const config = ((artifacts.modelTopology as {config: {layers: Array<{config: Record<string, unknown>}>}})
+        .config.layers[0].config);
+    delete config.batch_input_shape;
+    artifacts.weightSpecs = artifacts.weightSpecs!.map((s) => ({...s, shape: shapes[s.name] ?? s.shape}));
+    return artifacts;
+  };
+
+  it('is the first rank-1 weight\'s', () => {
+    expect(() => validateModelArtifacts(withoutInputShape({}))).not.toThrow();
+    expect(() => validateModelArtifacts(withoutInputShape({'norm/beta': [2, 2]})))
+        .toThrow("BatchNormLayer 'norm': weight 'beta' must have shape [4]; received [2, 2].");
+  });
+
+  it('with no rank-1 weight at all, the first weight is named', () => {
+    const square = Object.fromEntries(['gamma', 'beta', 'moving_mean', 'moving_variance'].map((n) => [`norm/${n}`, [2, 2]]));
+    expect(() => validateModelArtifacts(withoutInputShape(square)))
+        .toThrow("BatchNormLayer 'norm': weight 'gamma' must have shape [channels]; received [2, 2].");
+  });
+});
+
 describe('checked()', () => {
   it('passes save through and refuses a handler without load', async () => {
     let saved: tf.io.ModelArtifacts | null = null;
