@@ -67,6 +67,7 @@ export function checked(handler: tf.io.IOHandler): tf.io.IOHandler {
 function locate(specs: tf.io.WeightsManifestEntry[], data: tf.io.CompositeArrayBuffer): Located[] {
   // CompositeArrayBuffer leaves byteLength undefined when it holds no buffer.
   const available = data.byteLength ?? 0;
+  if (!Array.isArray(specs)) throw new Error('Model weights: the weight specs must be a list.');
   const located: Located[] = [];
   let offset = 0;
   for (const spec of specs) {
@@ -135,7 +136,8 @@ function checkLayer(layer: Json, byName: Map<string, Located>, data: tf.io.Compo
   const expected = cls.savedWeights(config);
   const prefix = `${name}/`;
   for (const weightName of byName.keys()) {
-    if (weightName.startsWith(prefix) && !expected.some((w) => prefix + w.name === weightName)) {
+    // `norm/x/kernel` belongs to a layer named `norm/x`, not to `norm`.
+    if (weightName.startsWith(prefix) && !weightName.includes('/', prefix.length) && !expected.some((w) => prefix + w.name === weightName)) {
       throw new Error(`${describe}: the weights hold '${weightName}', which this layer does not have; it has ` +
           `${expected.map((w) => w.name).join(', ')}.`);
     }

@@ -173,7 +173,7 @@ describe('valid models load through checked() and fileSystem exactly as without 
 
 describe('the manifest', () => {
   const withSpec = (change: Record<string, unknown>) => {
-    const artifacts = artifactsOf(base.BN!);
+    const artifacts = artifactsOf(clone(base.BN!));
     artifacts.weightSpecs = artifacts.weightSpecs!.map((s, i) => i === 0 ? {...s, ...change} as typeof s : s);
     return artifacts;
   };
@@ -190,8 +190,22 @@ describe('the manifest', () => {
     expect(() => validateModelArtifacts(withSpec(change))).toThrow(message);
   });
 
+  it('weight specs that are not a list fail', () => {
+    expect(() => validateModelArtifacts({...artifactsOf(clone(base.BN!)), weightSpecs: {} as never}))
+        .toThrow('Model weights: the weight specs must be a list.');
+  });
+
+  it('a weight of a layer named like ours plus a slash is not ours', () => {
+    const f = clone(base.BN!);
+    const artifacts = artifactsOf(f);
+    const dense = (artifacts.modelTopology as {config: {layers: Array<{config: {name: string}}>}}).config.layers[1];
+    dense.config.name = 'norm/x';
+    artifacts.weightSpecs = artifacts.weightSpecs!.map((s) => ({...s, name: s.name.replace(/^dense\//, 'norm/x/')}));
+    expect(() => validateModelArtifacts(artifacts)).not.toThrow();
+  });
+
   it('declared sizes must add up to weightData exactly', () => {
-    const artifacts = artifactsOf(base.BN!);
+    const artifacts = artifactsOf(clone(base.BN!));
     const bytes = new Uint8Array(artifacts.weightData as ArrayBuffer);
     expect(() => validateModelArtifacts({...artifacts, weightData: [bytes.buffer, new ArrayBuffer(4)]})).toThrow(
         `Model weights: the weight data holds ${bytes.length + 4} bytes but the manifest declares ${bytes.length} ` +
@@ -243,7 +257,7 @@ describe('savedWeights matches what build creates', () => {
 describe('the channel count, when the layer declares no input shape', () => {
   // As for a layer after another one: the weights' shapes alone must agree.
   const withoutInputShape = (shapes: Record<string, number[]>) => {
-    const artifacts = artifactsOf(base.BN!);
+    const artifacts = artifactsOf(clone(base.BN!));
     const config = ((artifacts.modelTopology as {config: {layers: Array<{config: Record<string, unknown>}>}})
         .config.layers[0].config);
     delete config.batch_input_shape;
@@ -268,7 +282,7 @@ describe('checked()', () => {
   it('passes save through and refuses a handler without load', async () => {
     let saved: tf.io.ModelArtifacts | null = null;
     const handler = checked({
-      load: async () => artifactsOf(base.BN!),
+      load: async () => artifactsOf(clone(base.BN!)),
       save: async (a) => { saved = a; return {modelArtifactsInfo: {dateSaved: new Date(), modelTopologyType: 'JSON'}}; },
     });
     const model = await tfl.loadLayersModel(handler);
