@@ -101,6 +101,14 @@ function groupOps(shape: readonly number[], axis: number, groups: number) {
   for (let i = 1; i < axis; i++) a *= shape[i];
   for (let i = axis + 1; i < shape.length; i++) b *= shape[i];
   const flat = a === 1 && b === 1;
+  // A product with ones, not tf.tile: the wasm backend's Tile is a slow loop.
+  const ones = tf.ones(flat ? [1, size] : [1, 1, size]);
+  /** [N, G] repeated for each channel of the group, shaped to broadcast against the view. */
+  const spread = (t: tf.Tensor) => flat ?
+    tf.reshape(tf.matMul(tf.reshape(t, [n * groups, 1]), ones), [n, groups, size]) :
+    tf.reshape(tf.mul(tf.reshape(t, [n, groups, 1]), ones), [n, 1, c, 1]);
+  /** [N, C] or [C] shaped to broadcast against the view. */
+  const param = (t: tf.Tensor) => tf.reshape(t, [t.shape.length === 1 ? 1 : n, ...(flat ? [groups, size] : [1, c, 1])]);
   return {
     view: flat ? [n, groups, size] : [n, a, c, b],
     /** Values per (sample, channel): A·B. */
@@ -109,13 +117,23 @@ function groupOps(shape: readonly number[], axis: number, groups: number) {
     channelMean: (t: tf.Tensor) => flat ? tf.reshape(t, [n, c]) : tf.tidy(() => meanPerSampleChannel(t, n, a, c, b)),
     /** [N, C] averaged over each group's channels: [N, G]. */
     groupMean: (t: tf.Tensor) => tf.mean(tf.reshape(t, [n, groups, size]), 2),
-    /** [N, G] repeated for each channel of the group, shaped to broadcast against the view. */
-    // A product with ones, not tf.tile: the wasm backend's Tile is a slow loop.
-    spread: (t: tf.Tensor) => flat ?
-      tf.reshape(tf.matMul(tf.reshape(t, [n * groups, 1]), tf.ones([1, size])), [n, groups, size]) :
-      tf.reshape(tf.mul(tf.reshape(t, [n, groups, 1]), tf.ones([1, 1, size])), [n, 1, c, 1]),
-    /** [N, C] or [C] shaped to broadcast against the view. */
-    param: (t: tf.Tensor) => tf.reshape(t, [t.shape.length === 1 ? 1 : n, ...(flat ? [groups, size] : [1, c, 1])]),
+    spread,
+    param,
+    /**
+     * (t − center)·scale·γ + β for a view-shaped t, with center and scale per
+     * (sample, group) and γ, β ([C]; β may be null) per channel. In general
+     * the factors fold per (sample, channel) first: two full-size passes. For
+     * an [N, C] input that folding would itself be full-size, so four.
+     */
+    affine: (t: tf.Tensor, center: tf.Tensor, scale: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor | undefined) => {
+      if (flat) {
+        const y = tf.mul(tf.mul(tf.sub(t, spread(center)), spread(scale)), param(gamma));
+        return beta == null ? y : tf.add(y, param(beta));
+      }
+      const s = tf.mul(spread(scale), param(gamma));
+      const o = tf.mul(spread(center), s);
+      return tf.add(tf.mul(t, s), beta == null ? tf.neg(o) : tf.sub(param(beta), o));
+    },
   };
 }
 
@@ -134,7 +152,7 @@ tf.registerGradient({
 defineComposite(GROUP_NORM, (inputs, attrs) => {
   const {x, gamma, beta} = inputs;
   const {axis, groups, epsilon} = attrs as unknown as Attrs;
-  const {view, channelMean, groupMean, spread, param} = groupOps(x.shape, axis, groups);
+  const {view, channelMean, groupMean, spread, affine} = groupOps(x.shape, axis, groups);
   const groupMeanOf = (t: tf.Tensor) => groupMean(channelMean(t));
   const xv = tf.reshape(x, view);
   // The mean in two steps (a first estimate, then the mean of x minus it) keeps
@@ -148,13 +166,8 @@ defineComposite(GROUP_NORM, (inputs, attrs) => {
   // nothing: one pass with a same-shape square instead of a broadcast difference.
   // (relu: rounding could take a constant group's variance just below 0.)
   const variance = tf.tidy(() => tf.relu(tf.sub(groupMeanOf(tf.square(shifted)), tf.square(meanShift))));
-  // y = (x − μ)·γ/σ + β = shifted·s + o per (sample, channel), with s = γ/σ and
-  // o = β − meanShift·s: two full-size passes.
-  const y = tf.tidy(() => {
-    const s = tf.mul(spread(tf.rsqrt(tf.add(variance, epsilon))), param(gamma));
-    const o = tf.mul(spread(meanShift), s);
-    return tf.add(tf.mul(shifted, s), beta == null ? tf.neg(o) : tf.sub(param(beta), o));
-  });
+  // y = (x − μ)·γ/σ + β = (shifted − meanShift)·(1/σ)·γ + β.
+  const y = tf.tidy(() => affine(shifted, meanShift, tf.rsqrt(tf.add(variance, epsilon)), gamma, beta));
   shifted.dispose();
   return [tf.reshape(y, x.shape), tf.add(roughMean, meanShift), variance];
 });

@@ -28,7 +28,8 @@ export function layoutOf(shape: readonly number[], axis: number, groups?: number
   const {outer, channels, inner} = channelView(shape, axis);
   const samples = groups == null ? 1 : shape[0];
   const g = groups ?? channels;
-  const groupOf = Int32Array.from({length: channels}, (_, c) => Math.floor(c / (channels / g)));
+  const groupOf = new Int32Array(channels);
+  for (let c = 0; c < channels; c++) groupOf[c] = Math.floor(c / (channels / g));
   return {samples, rows: outer / samples, channels, inner, groups: g, groupOf};
 }
 
@@ -336,6 +337,7 @@ export function read(backend: unknown, t: tf.TensorInfo): Float32Array {
 
 /** A new float32 tensor on the cpu backend. */
 export function output(backend: unknown, shape: number[], values: ArrayLike<number>): tf.TensorInfo {
-  const data = values instanceof Float32Array ? values : Float32Array.from(values);
+  // The constructor copies typed arrays natively; Float32Array.from takes V8's slow generic path.
+  const data = values instanceof Float32Array ? values : new Float32Array(values);
   return (backend as CpuBackend).makeTensorInfo(shape, 'float32', data);
 }
