@@ -161,9 +161,10 @@ defineComposite(GROUP_NORM, (inputs, attrs) => {
   const roughMean = groupMeanOf(xv);
   const shifted = tf.sub(xv, spread(roughMean));
   const meanShift = groupMeanOf(shifted);
-  // The rough mean is within float32 rounding of μ, so meanShift² is negligible
-  // against the mean of shifted², and var = mean(shifted²) − meanShift² cancels
-  // nothing: one pass with a same-shape square instead of a broadcast difference.
+  // The rough mean is off by float32 summation error only, a small fraction of σ
+  // unless |μ|/σ nears 1/ε(float32), so meanShift² is negligible against
+  // mean(shifted²) and var = mean(shifted²) − meanShift² cancels nothing: one
+  // pass with a same-shape square instead of a broadcast difference.
   // (relu: rounding could take a constant group's variance just below 0.)
   const variance = tf.tidy(() => tf.relu(tf.sub(groupMeanOf(tf.square(shifted)), tf.square(meanShift))));
   // y = (x − μ)·γ/σ + β = (shifted − meanShift)·(1/σ)·γ + β.
