@@ -28,8 +28,3 @@ export function viewShape(v: ChannelView): number[] {
 export function paramShape(v: ChannelView): number[] {
   return v.inner === 1 ? [1, v.channels] : [1, v.channels, 1];
 }
-
-/** Axes of `viewShape(v)` that per-channel statistics reduce over. */
-export function reductionAxes(v: ChannelView): number[] {
-  return v.inner === 1 ? [0] : [0, 2];
-}

@@ -5,6 +5,7 @@
  * and loading through each source.
  */
 import * as fs from 'fs';
+import * as os from 'os';
 import * as nodePath from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
@@ -44,6 +45,20 @@ export async function saveBase(kind: Kind, dir: string): Promise<Files> {
     modelJSON: JSON.parse(fs.readFileSync(nodePath.join(dir, 'model.json'), 'utf8')),
     weights: new Uint8Array(fs.readFileSync(nodePath.join(dir, 'weights.bin'))),
   };
+}
+
+/**
+ * For the enclosing test file: one valid saved model per kind in a scratch
+ * directory (created before the tests, removed after). Read the fields inside tests.
+ */
+export function useBaseModels(prefix: string): {scratch: string; base: Record<Kind, Files>} {
+  const saved = {scratch: '', base: {} as Record<Kind, Files>};
+  beforeAll(async () => {
+    saved.scratch = fs.mkdtempSync(nodePath.join(os.tmpdir(), prefix));
+    for (const kind of KINDS) saved.base[kind] = await saveBase(kind, nodePath.join(saved.scratch, `base-${kind}`));
+  });
+  afterAll(() => fs.rmSync(saved.scratch, {recursive: true, force: true}));
+  return saved;
 }
 
 export function clone(f: Files): Files {

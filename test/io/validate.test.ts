@@ -4,7 +4,6 @@
  * load exactly as without the check.
  */
 import * as fs from 'fs';
-import * as os from 'os';
 import * as nodePath from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
@@ -14,21 +13,13 @@ import {
 } from '../../src/io';
 import {FilterResponseNorm} from '../../examples/extend';
 import {
-  artifactsOf, CHANNELS, clone, expectCleanPrototype, Files, Kind, KINDS, load, locate, saveBase, specs, weightCases,
+  artifactsOf, CHANNELS, clone, expectCleanPrototype, Files, KINDS, load, locate, specs, useBaseModels, weightCases,
 } from '../helpers/model_files';
 import {bits, expectIdenticalWeights} from '../helpers/round_trip';
 
 const KERAS = nodePath.join(__dirname, '..', 'fixtures', 'keras');
 
-let scratch: string;
-const base: Partial<Record<Kind, Files>> = {};
-
-beforeAll(async () => {
-  scratch = fs.mkdtempSync(nodePath.join(os.tmpdir(), 'validate-'));
-  for (const kind of KINDS) base[kind] = await saveBase(kind, nodePath.join(scratch, `base-${kind}`));
-});
-
-afterAll(() => fs.rmSync(scratch, {recursive: true, force: true}));
+const models = useBaseModels('validate-');
 
 /** model.json and the single weights file of a saved model directory. */
 function readDir(dir: string): Files {
@@ -49,10 +40,10 @@ describe.each(KINDS)('%s: every broken weight fails before tfjs builds the model
   for (const c of weightCases(kind)) {
     for (const source of ['checked', 'disk'] as const) {
       it(`${c.name} (${source})`, async () => {
-        const f = clone(base[kind]!);
+        const f = clone(models.base[kind]);
         c.corrupt(f);
         const tensors = tf.memory().numTensors;
-        const error = await load(source, f, scratch).then(() => null, (e: unknown) => e);
+        const error = await load(source, f, models.scratch).then(() => null, (e: unknown) => e);
         expect(error).toBeInstanceOf(Error);
         expect((error as Error).message).toMatch(c.checked);
         if (source === 'disk') expect((error as Error).message).toMatch(/^fileSystem: .*model\.json: /);
@@ -65,9 +56,9 @@ describe.each(KINDS)('%s: every broken weight fails before tfjs builds the model
 
 describe('valid models load through checked() and fileSystem exactly as without them', () => {
   it.each(KINDS)('%s', async (kind) => {
-    const plain = await load('memory', clone(base[kind]!), scratch);
+    const plain = await load('memory', clone(models.base[kind]), models.scratch);
     for (const source of ['checked', 'disk'] as const) {
-      const model = await load(source, clone(base[kind]!), scratch);
+      const model = await load(source, clone(models.base[kind]), models.scratch);
       expectIdenticalWeights(plain, model);
       expectSamePredictions(plain, model, [3, CHANNELS]);
       model.dispose();
@@ -111,7 +102,7 @@ describe('valid models load through checked() and fileSystem exactly as without 
     const [x, y] = [tf.randomNormal([8, 3], 0, 1, 'float32', 3), tf.randomNormal([8, 1], 0, 1, 'float32', 4)];
     for (let i = 0; i < 2; i++) await model.trainOnBatch(x, y);
     tf.dispose([x, y]);
-    const dir = nodePath.join(scratch, 'warm');
+    const dir = nodePath.join(models.scratch, 'warm');
     await model.save(fileSystem(dir));
     const f = readDir(dir);
     expect(specs(f).find((s) => s.name === 'brn/renorm_step')!.shape).toEqual([]);
@@ -127,12 +118,12 @@ describe('valid models load through checked() and fileSystem exactly as without 
   });
 
   it('weightData as several ArrayBuffers, split inside a weight', async () => {
-    const f = clone(base.BRN!);
+    const f = clone(models.base.BRN);
     const split = (w: Uint8Array, at: number[]) =>
       [0, ...at].map((start, i) => w.slice(start, [...at, w.length][i]).buffer as ArrayBuffer);
     const {offset} = locate(f, 'norm/moving_stddev');
     const parts = split(f.weights, [offset + 6, offset + 10]);
-    const plain = await load('memory', f, scratch);
+    const plain = await load('memory', f, models.scratch);
     const model = await tfl.loadLayersModel(checked(tf.io.fromMemory({...artifactsOf(f), weightData: parts})));
     expectIdenticalWeights(plain, model);
     plain.dispose();
@@ -144,7 +135,7 @@ describe('valid models load through checked() and fileSystem exactly as without 
   });
 
   it('quantized weights are read as tfjs dequantizes them', async () => {
-    const f = clone(base.BN!);
+    const f = clone(models.base.BN);
     const {offset, length} = locate(f, 'norm/moving_variance');
     // moving_variance as uint8 with scale 0.5: stored 2, 4, 6, 8 mean 1, 2, 3, 4.
     const quantize = (min: number) => {
@@ -173,7 +164,7 @@ describe('valid models load through checked() and fileSystem exactly as without 
 
 describe('the manifest', () => {
   const withSpec = (change: Record<string, unknown>) => {
-    const artifacts = artifactsOf(clone(base.BN!));
+    const artifacts = artifactsOf(clone(models.base.BN));
     artifacts.weightSpecs = artifacts.weightSpecs!.map((s, i) => i === 0 ? {...s, ...change} as typeof s : s);
     return artifacts;
   };
@@ -191,12 +182,12 @@ describe('the manifest', () => {
   });
 
   it('weight specs that are not a list fail', () => {
-    expect(() => validateModelArtifacts({...artifactsOf(clone(base.BN!)), weightSpecs: {} as never}))
+    expect(() => validateModelArtifacts({...artifactsOf(clone(models.base.BN)), weightSpecs: {} as never}))
         .toThrow('Model weights: the weight specs must be a list.');
   });
 
   it('a weight of a layer named like ours plus a slash is not ours', () => {
-    const f = clone(base.BN!);
+    const f = clone(models.base.BN);
     const artifacts = artifactsOf(f);
     const dense = (artifacts.modelTopology as {config: {layers: Array<{config: {name: string}}>}}).config.layers[1];
     dense.config.name = 'norm/x';
@@ -205,7 +196,7 @@ describe('the manifest', () => {
   });
 
   it('declared sizes must add up to weightData exactly', () => {
-    const artifacts = artifactsOf(clone(base.BN!));
+    const artifacts = artifactsOf(clone(models.base.BN));
     const bytes = new Uint8Array(artifacts.weightData as ArrayBuffer);
     expect(() => validateModelArtifacts({...artifacts, weightData: [bytes.buffer, new ArrayBuffer(4)]})).toThrow(
         `Model weights: the weight data holds ${bytes.length + 4} bytes but the manifest declares ${bytes.length} ` +
@@ -257,7 +248,7 @@ describe('savedWeights matches what build creates', () => {
 describe('the channel count, when the layer declares no input shape', () => {
   // As for a layer after another one: the weights' shapes alone must agree.
   const withoutInputShape = (shapes: Record<string, number[]>) => {
-    const artifacts = artifactsOf(clone(base.BN!));
+    const artifacts = artifactsOf(clone(models.base.BN));
     const config = ((artifacts.modelTopology as {config: {layers: Array<{config: Record<string, unknown>}>}})
         .config.layers[0].config);
     delete config.batch_input_shape;
@@ -282,7 +273,7 @@ describe('checked()', () => {
   it('passes save through and refuses a handler without load', async () => {
     let saved: tf.io.ModelArtifacts | null = null;
     const handler = checked({
-      load: async () => artifactsOf(clone(base.BN!)),
+      load: async () => artifactsOf(clone(models.base.BN)),
       save: async (a) => { saved = a; return {modelArtifactsInfo: {dateSaved: new Date(), modelTopologyType: 'JSON'}}; },
     });
     const model = await tfl.loadLayersModel(handler);

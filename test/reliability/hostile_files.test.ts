@@ -12,24 +12,13 @@
  * test/io/validate.test.ts runs them through `checked` and fileSystem, which
  * leave nothing.
  */
-import * as fs from 'fs';
-import * as os from 'os';
-import * as nodePath from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import {
   CLASS, clone, esc, expectCleanPrototype, expectFinitePredictions, Files, Json, Kind, KINDS, layers, load, normConfig,
-  saveBase, Source, specs, topology, weightCases,
+  Source, specs, topology, useBaseModels, weightCases,
 } from '../helpers/model_files';
 
-let scratch: string;
-const base: Partial<Record<Kind, Files>> = {};
-
-beforeAll(async () => {
-  scratch = fs.mkdtempSync(nodePath.join(os.tmpdir(), 'hostile-'));
-  for (const kind of KINDS) base[kind] = await saveBase(kind, nodePath.join(scratch, `base-${kind}`));
-});
-
-afterAll(() => fs.rmSync(scratch, {recursive: true, force: true}));
+const models = useBaseModels('hostile-');
 
 /** Sets an own property, even `__proto__`, as JSON.parse would. */
 function setOwn(obj: Json, key: string, value: unknown): void {
@@ -133,7 +122,7 @@ function configCases(kind: Kind): Case[] {
  * weight stays behind. Checked as a bound, so a leak of ours on top fails.
  */
 function leakBound(f: Files, kind: Kind): number {
-  return specs(f).length + specs(base[kind]!).length;
+  return specs(f).length + specs(models.base[kind]).length;
 }
 
 /** Runs a corrupted file through a source; `leak` is how many tensors a failure may leave. */
@@ -141,12 +130,12 @@ async function expectOutcome(f: Files, source: Source, expected: RegExp | 'loads
   const tensors = tf.memory().numTensors;
   const arrayBuffers = process.memoryUsage().arrayBuffers;
   if (expected === 'loads') {
-    const model = await load(source, f, scratch);
+    const model = await load(source, f, models.scratch);
     expectFinitePredictions(model);
     model.dispose();
     expect(tf.memory().numTensors).toBe(tensors);
   } else {
-    const error = await load(source, f, scratch).then(() => null, (e: unknown) => e);
+    const error = await load(source, f, models.scratch).then(() => null, (e: unknown) => e);
     expect(error).toBeInstanceOf(Error);
     expect((error as Error).message).toMatch(expected);
     if (leak === 0) {
@@ -163,7 +152,7 @@ async function expectOutcome(f: Files, source: Source, expected: RegExp | 'loads
 describe.each(KINDS)('%s: hostile model files', (kind) => {
   it('the unmodified files load from every source and predict finite values', async () => {
     for (const source of ['memory', 'checked', 'disk'] as const) {
-      const model = await load(source, clone(base[kind]!), scratch);
+      const model = await load(source, clone(models.base[kind]), models.scratch);
       expectFinitePredictions(model);
       model.dispose();
     }
@@ -171,7 +160,7 @@ describe.each(KINDS)('%s: hostile model files', (kind) => {
 
   for (const c of weightCases(kind)) {
     it(`${c.name} (memory: tfjs's own error, bounded leak)`, async () => {
-      const f = clone(base[kind]!);
+      const f = clone(models.base[kind]);
       c.corrupt(f);
       await expectOutcome(f, 'memory', c.memory, leakBound(f, kind));
     }, 20000);
@@ -180,7 +169,7 @@ describe.each(KINDS)('%s: hostile model files', (kind) => {
   for (const c of configCases(kind)) {
     for (const source of ['memory', 'checked', 'disk'] as const) {
       it(`${c.name} (${source})`, async () => {
-        const f = clone(base[kind]!);
+        const f = clone(models.base[kind]);
         c.corrupt(f);
         // A config problem fails before anything is allocated, on every path.
         await expectOutcome(f, source, c[source] ?? c.memory, 0);

@@ -34,7 +34,7 @@ export function layoutOf(shape: readonly number[], axis: number, groups?: number
 }
 
 /** Values behind each statistic. */
-export function countPerGroup(l: Layout): number {
+function countPerGroup(l: Layout): number {
   return l.rows * l.inner * l.channels / l.groups;
 }
 
