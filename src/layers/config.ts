@@ -9,6 +9,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import type {Initializer} from '@tensorflow/tfjs-layers/dist/initializers';
 import type {Regularizer} from '@tensorflow/tfjs-layers/dist/regularizers';
 import type {Constraint} from '@tensorflow/tfjs-layers/dist/constraints';
+import {NormalizationConfigError} from '../errors';
 
 export type {Initializer, Regularizer, Constraint};
 
@@ -36,9 +37,9 @@ const BASE: Record<Kind, Function> = {
   constraint: Object.getPrototypeOf(tfl.constraints.nonNeg().constructor),
 };
 
-/** Throws an Error that names the layer, the field, the value and what is allowed. */
-export function configError(layer: string, field: string, value: unknown, allowed: string): Error {
-  return new Error(`${layer}: invalid ${field} ${describe(value)}; ${allowed}.`);
+/** An error that names the layer, the field, the value and what is allowed. */
+export function configError(layer: string, field: string, value: unknown, allowed: string): NormalizationConfigError {
+  return new NormalizationConfigError(layer, field, value, `${layer}: invalid ${field} ${describe(value)}; ${allowed}.`);
 }
 
 export function describe(value: unknown): string {
