@@ -5,10 +5,11 @@
  */
 // Error classes, so callers can tell bad config from bad shapes without matching text.
 export {NormalizationConfigError, NormalizationShapeError} from './errors';
+// The base class and what a variant of your own needs (docs/extending.md).
 export {
-  NormalizationLayer, NormalizationLayerArgs, SavedWeight, StatisticWeight,
+  checkWeightValue, InferenceScaleOffset, NormalizationLayer, NormalizationLayerArgs, SavedWeight, StatisticWeight,
 } from './layers/normalization_layer';
-export {BatchNormLayer, BatchNormLayerArgs} from './layers/batch_norm';
+export {BatchNormLayer, BatchNormLayerArgs, movingAverage} from './layers/batch_norm';
 export {BatchRenormLayer, BatchRenormLayerArgs, RenormClipping, RenormWarmup} from './layers/batch_renorm';
 export {
   GroupNormLayer, GroupNormLayerArgs, AddonsGroupNormalization, AddonsInstanceNormalization,

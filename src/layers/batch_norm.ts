@@ -18,9 +18,9 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import {batchNormInference, batchNormTraining, BatchNormTrainingResult} from '../kernels/batch_norm';
+import {batchNormInference, batchNormTraining, BatchNormTrainingResult, foldScaleOffset} from '../kernels/batch_norm';
 import {checkBoolean, checkNumber, Identifier, Initializer, resolveInitializer, serialize} from './config';
-import {NormalizationLayer, NormalizationLayerArgs, StatisticWeight} from './normalization_layer';
+import {InferenceScaleOffset, NormalizationLayer, NormalizationLayerArgs, StatisticWeight} from './normalization_layer';
 
 export interface BatchNormLayerArgs extends NormalizationLayerArgs {
   /** Weight of the old value in the moving averages, in [0, 1]. Default 0.99 (PyTorch's 0.1 is 1 − 0.9). */
@@ -84,6 +84,12 @@ export class BatchNormLayer extends NormalizationLayer {
     const batch = this.normalizeBatch(x);
     this.updateStatistics(batch, count);
     return batch.y;
+  }
+
+  /** Inference is y = x·scale + offset with scale = γ/√(moving variance + ε), offset = β − moving mean·scale. */
+  override inferenceScaleOffset(): InferenceScaleOffset {
+    return foldScaleOffset(this.movingMean.read() as tf.Tensor1D, this.movingVariance.read() as tf.Tensor1D,
+        this.gammaValue(), this.betaValue(), this.epsilon);
   }
 
   /** Training forward pass with the batch's own statistics. Subclasses change the formula here. */

@@ -17,7 +17,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {groupNorm, resolveGroups} from '../kernels/group_norm';
 import {configError} from './config';
-import {NormalizationLayer, NormalizationLayerArgs} from './normalization_layer';
+import {InferenceScaleOffset, NormalizationLayer, NormalizationLayerArgs} from './normalization_layer';
 
 export interface GroupNormLayerArgs extends NormalizationLayerArgs {
   /** Groups the channels are split into; must divide the channel count. -1: one per channel. Default 32 (Keras). */
@@ -43,8 +43,12 @@ export class GroupNormLayer extends NormalizationLayer {
     this.groups = groups;
   }
 
-  protected override buildStatistics(_inputShape: tfl.Shape, channels: number): void {
+  protected override checkInputShape(_inputShape: tfl.Shape, channels: number): void {
     this.groupCount = resolveGroups(this.describeLayer(), this.groups, channels);
+  }
+
+  override inferenceScaleOffset(): InferenceScaleOffset {
+    return {reason: `${this.getClassName()} uses per-sample statistics, which no kernel can absorb`};
   }
 
   protected override normalize(x: tf.Tensor): tf.Tensor {

@@ -1,32 +1,39 @@
 /**
  * NormalizationLayer: the shared base of every layer in this package, and the
- * class to extend for a variant of your own.
+ * class to extend for a variant of your own (docs/extending.md is the guide).
  *
  * It owns what all normalization layers have in common:
  *  - config parsing and validation (clear errors naming layer, field, value),
  *  - the channel axis (negative values, channels-first, any rank >= 2),
  *  - gamma/beta with their initializers, regularizers and constraints,
+ *  - checked, all-or-nothing `setWeights`,
  *  - the shared `getConfig` keys,
  *  - the training/inference decision (`isTraining`).
  *
  * Extension points, in the order they run:
- *  - `static configFields`: the config keys the subclass adds (unknown keys are
- *    rejected, so a typo such as `momentun` fails instead of being ignored).
+ *  - `static className` (each subclass its own) and `static configFields` (the
+ *    config keys the subclass adds; unknown keys are rejected, so a typo such
+ *    as `momentun` fails instead of being ignored);
+ *  - `checkInputShape(inputShape, channels)`: validate shape-dependent config,
+ *    before any weight exists; a failure leaves the layer unbuilt;
  *  - `buildStatistics(inputShape, channels)`: add the subclass's own weights
- *    (moving statistics) after gamma and beta; validate shape-dependent config.
- *    `static statisticWeights(config)` names those weights, so that a model
- *    file can be checked before anything is built (src/io/validate.ts).
- *  - `normalize(x, training)`: the computation; runs inside `tf.tidy`.
+ *    (moving statistics) after gamma and beta. `static statisticWeights(config)`
+ *    names those weights, so that a model file can be checked before anything
+ *    is built (src/io/validate.ts);
+ *  - `normalize(x, training)`: the computation; runs inside `tf.tidy`;
+ *  - `inferenceScaleOffset()`: the per-channel affine the layer computes in
+ *    inference, or why there is none (read by `foldBatchNorm`);
  *  - `getConfig()`: call `super.getConfig()` and add the subclass's keys.
- * Register the subclass with `tf.serialization.registerClass(MyLayer)` and give
- * it a unique `static className`.
+ * Register the subclass with `tf.serialization.registerClass(MyLayer)`.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import type {LayerArgs} from '@tensorflow/tfjs-layers/dist/engine/topology';
 import type {Kwargs} from '@tensorflow/tfjs-layers/dist/types';
+import {closest, distance} from 'fastest-levenshtein';
+import {NormalizationConfigError, NormalizationShapeError} from '../errors';
 import {
-  checkBoolean, checkNumber, configError, Constraint, Identifier, Initializer, Regularizer,
+  checkBoolean, checkNumber, configError, Constraint, describe, Identifier, Initializer, Regularizer,
   resolveConstraint, resolveInitializer, resolveRegularizer, serialize,
 } from './config';
 
@@ -59,22 +66,32 @@ export interface NormalizationLayerArgs extends LayerArgs {
 // read: a corrupt or hostile declared shape must not allocate gigabytes.
 const MAX_CHANNELS = 2 ** 24;
 
-// Keys tfjs-layers' Layer accepts or writes in getConfig, and `customObjects`,
-// which tfjs's loader adds to every config it deserializes.
-const LAYER_FIELDS = [
-  'name', 'trainable', 'dtype', 'inputShape', 'batchInputShape', 'batchSize', 'weights', 'inputDType',
-  'customObjects',
-];
+// tfjs-layers' Layer keys a user sets, shown in errors and matched for typos.
+const LAYER_FIELDS = ['name', 'trainable', 'dtype', 'inputShape', 'batchInputShape', 'batchSize'];
+// Keys tfjs's Layer also accepts or its loader adds (`customObjects` goes into
+// every config it deserializes): allowed, but not offered to a user.
+const LAYER_INTERNAL_FIELDS = ['weights', 'inputDType', 'customObjects'];
+
+/**
+ * A layer's computation in inference as y = x·scale + offset per channel, or
+ * why it is not one. `foldBatchNorm` folds the first kind into the layer
+ * before it and keeps the second kind with `reason`.
+ */
+export type InferenceScaleOffset = {scale: tf.Tensor1D; offset: tf.Tensor1D} | {reason: string};
 
 export abstract class NormalizationLayer extends tfl.layers.Layer {
-  /** The name the tfjs serialization registry stores the class under. Each subclass sets its own. */
+  /**
+   * The name the tfjs serialization registry stores the class under. Every
+   * subclass sets its own: the constructor throws when a subclass inherits it,
+   * since registering it would replace the parent's entry.
+   */
   declare static className: string;
   /** Config keys this class accepts beyond tfjs's Layer keys. Subclasses extend the list. */
   static configFields: readonly string[] = [
     'axis', 'epsilon', 'center', 'scale', 'betaInitializer', 'gammaInitializer',
     'betaRegularizer', 'gammaRegularizer', 'betaConstraint', 'gammaConstraint',
   ];
-  /** Weight names whose values must be >= 0 when written from outside (variances, standard deviations). */
+  /** Weight names whose values must be >= 0 when set from outside (variances, standard deviations). */
   static nonNegativeWeights: readonly string[] = [];
 
   /**
@@ -115,13 +132,10 @@ export abstract class NormalizationLayer extends tfl.layers.Layer {
   gamma: tfl.LayerVariable | null = null;
   /** Learned offset, shape [channels]; null when `center` is false. */
   beta: tfl.LayerVariable | null = null;
-  /** The channel axis resolved against the input rank; set by `build`. */
-  protected channelAxis = -1;
-  // True while `call` runs: the layer's own statistics updates skip the value check.
-  private updatingOwnWeights = false;
+  private resolvedChannelAxis: number | null = null;
 
   constructor(args: NormalizationLayerArgs = {}, defaultEpsilon = 1e-3) {
-    super(checkFields(new.target, args));
+    super(checkFields(checkOwnClassName(new.target), args));
     const name = this.describeLayer();
     this.axis = checkNumber(name, 'axis', args.axis ?? -1, {integer: true});
     this.epsilon = checkNumber(name, 'epsilon', args.epsilon ?? defaultEpsilon, {min: 0, minExclusive: true});
@@ -141,6 +155,22 @@ export abstract class NormalizationLayer extends tfl.layers.Layer {
     return `${(this.constructor as typeof NormalizationLayer).className} '${this.name}'`;
   }
 
+  /**
+   * The channel axis resolved against the input rank (non-negative). Readable
+   * from `checkInputShape` on; reading it earlier is an error.
+   */
+  protected get channelAxis(): number {
+    if (this.resolvedChannelAxis == null) {
+      throw new Error(`${this.describeLayer()}: the channel axis is known only once the layer is being built.`);
+    }
+    return this.resolvedChannelAxis;
+  }
+
+  /**
+   * Checks the input shape, then creates gamma, beta and the subclass's
+   * weights. A failure anywhere leaves the layer as if never built: no weights
+   * in its lists, no input spec, and a later build with a good shape works.
+   */
   override build(inputShape: tfl.Shape | tfl.Shape[]): void {
     const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tfl.Shape;
     if (Array.isArray(inputShape[0]) && inputShape.length !== 1) {
@@ -149,7 +179,8 @@ export abstract class NormalizationLayer extends tfl.layers.Layer {
     const rank = shape.length;
     const name = this.describeLayer();
     if (rank < 2) {
-      throw new Error(`${name}: input must have rank >= 2 (batch and channels); received shape ${describeShape(shape)}.`);
+      throw new NormalizationShapeError(name, 'input',
+          `${name}: input must have rank >= 2 (batch and channels); received shape ${describeShape(shape)}.`);
     }
     const axis = this.axis < 0 ? this.axis + rank : this.axis;
     if (axis < 1 || axis >= rank) {
@@ -159,34 +190,66 @@ export abstract class NormalizationLayer extends tfl.layers.Layer {
     }
     const channels = shape[axis];
     if (channels == null || !(channels > 0)) {
-      throw new Error(`${name}: the channel axis ${this.axis} of input shape ${describeShape(shape)} ` +
-          `must have a defined size; it is ${channels}.`);
+      throw new NormalizationShapeError(name, 'input', `${name}: the channel axis ${this.axis} of input shape ` +
+          `${describeShape(shape)} must have a defined size; it is ${channels}.`);
     }
     if (channels > MAX_CHANNELS) {
-      throw new Error(`${name}: the channel axis ${this.axis} of input shape ${describeShape(shape)} has ` +
-          `${channels} channels; at most ${MAX_CHANNELS} are supported.`);
+      throw new NormalizationShapeError(name, 'input', `${name}: the channel axis ${this.axis} of input shape ` +
+          `${describeShape(shape)} has ${channels} channels; at most ${MAX_CHANNELS} are supported.`);
     }
-    this.channelAxis = axis;
-    this.inputSpec = [{ndim: rank, axes: {[axis]: channels}}];
-    if (this.scale) {
-      this.gamma = this.addWeight('gamma', [channels], 'float32', this.gammaInitializer,
-          this.gammaRegularizer ?? undefined, true, this.gammaConstraint ?? undefined);
-    }
-    if (this.center) {
-      this.beta = this.addWeight('beta', [channels], 'float32', this.betaInitializer,
-          this.betaRegularizer ?? undefined, true, this.betaConstraint ?? undefined);
-    }
+    this.resolvedChannelAxis = axis;
+    const weightsBefore = this.weights.length;
+    const lossesBefore = this.losses.length;
     try {
+      this.checkInputShape(shape, channels);
+      if (this.scale) {
+        this.gamma = this.addWeight('gamma', [channels], 'float32', this.gammaInitializer,
+            this.gammaRegularizer ?? undefined, true, this.gammaConstraint ?? undefined);
+      }
+      if (this.center) {
+        this.beta = this.addWeight('beta', [channels], 'float32', this.betaInitializer,
+            this.betaRegularizer ?? undefined, true, this.betaConstraint ?? undefined);
+      }
       this.buildStatistics(shape, channels);
     } catch (e) {
-      // A shape-dependent config error (e.g. groups vs channels) leaves no weights behind.
-      for (const w of this.weights) w.dispose();
+      this.undoBuild(weightsBefore, lossesBefore);
       throw e;
     }
+    this.inputSpec = [{ndim: rank, axes: {[axis]: channels}}];
     this.built = true;
   }
 
-  /** Extension point: add weights beyond gamma/beta (moving statistics). */
+  /**
+   * Safety net for a `buildStatistics` that throws after weights were added:
+   * drops them from the weight lists (tfjs's public setters), disposes them,
+   * and lets a retry add them again.
+   */
+  private undoBuild(weightsBefore: number, lossesBefore: number): void {
+    const added = this.weights.slice(weightsBefore);
+    if (added.length > 0) {
+      this.trainableWeights = this.trainableWeights.filter((w) => !added.includes(w));
+      this.nonTrainableWeights = this.nonTrainableWeights.filter((w) => !added.includes(w));
+      forgetAddedWeights(this, added, lossesBefore);
+      for (const weight of added) weight.dispose();
+    }
+    this.gamma = null;
+    this.beta = null;
+    this.resolvedChannelAxis = null;
+  }
+
+  /**
+   * Extension point: reject an input shape the config cannot take (for
+   * example GroupNorm's groups vs channels) before any weight is created.
+   * `channelAxis` is resolved; throw a `NormalizationConfigError` naming the
+   * field. May read config and `this.channelAxis`; must not create weights.
+   */
+  protected checkInputShape(_inputShape: tfl.Shape, _channels: number): void {}
+
+  /**
+   * Extension point: add weights beyond gamma/beta (moving statistics) with
+   * `this.addWeight`, and declare them in `static statisticWeights`. Runs after
+   * `checkInputShape` and after gamma and beta exist.
+   */
   protected buildStatistics(_inputShape: tfl.Shape, _channels: number): void {}
 
   /**
@@ -208,39 +271,59 @@ export abstract class NormalizationLayer extends tfl.layers.Layer {
       throw new Error(`${this.describeLayer()}: input dtype must be float32; received ${x.dtype}.`);
     }
     const training = this.isTraining(kwargs);
-    this.updatingOwnWeights = true;
-    try {
-      return tf.tidy(() => this.normalize(x, training));
-    } finally {
-      this.updatingOwnWeights = false;
-    }
+    return tf.tidy(() => this.normalize(x, training));
   }
 
   /**
-   * Every weight checks values written from outside the layer (tf.loadLayersModel,
-   * setWeights, a direct `write`): dtype, shape, finite values, and no negative
-   * value in `nonNegativeWeights`. A poisoned model file fails at load with the
-   * layer and weight named instead of producing NaN later. The layer's own
-   * updates inside `call` skip the check, so training never waits on a data read.
+   * Sets every weight, all or nothing: each value is checked first (dtype
+   * float32, the weight's shape, finite values, >= 0 for the class's
+   * `nonNegativeWeights`), and only then are they written, so a bad value
+   * leaves every weight unchanged (as tfjs's own layers do for a wrong shape).
+   * Reads each value once (`dataSync`).
+   *
+   * Not checked here: `LayerVariable.write` on a weight, `model.setWeights`
+   * and `tf.loadLayersModel` (tfjs writes the variables directly); load
+   * untrusted files through `checked()` or `fileSystem` (docs/security.md).
+   * @throws NormalizationShapeError for a wrong count, shape or dtype; Error for a non-finite or negative value.
    */
-  protected override addWeight(...args: Parameters<tfl.layers.Layer['addWeight']>): tfl.LayerVariable {
-    const weight = super.addWeight(...args);
-    const write = weight.write.bind(weight);
-    weight.write = (value: tf.Tensor) => {
-      if (!this.updatingOwnWeights) this.checkWeightValue(args[0], weight, value);
-      return write(value);
-    };
-    return weight;
-  }
-
-  private checkWeightValue(name: string, weight: tfl.LayerVariable, value: tf.Tensor): void {
-    checkWeightValue(`${this.describeLayer()}: weight '${name}'`, weight.dtype, weight.shape as number[],
-        {dtype: value.dtype, shape: value.shape, values: () => value.dataSync()},
-        (this.constructor as typeof NormalizationLayer).nonNegativeWeights.includes(name));
+  override setWeights(weights: tf.Tensor[]): void {
+    const name = this.describeLayer();
+    const params = this.weights;
+    if (!Array.isArray(weights) || weights.length !== params.length) {
+      throw new NormalizationShapeError(name, 'weights', `${name}: setWeights expects ${params.length} values ` +
+          `(${params.map(weightName).join(', ') || 'no weights: build the layer first'}); ` +
+          `received ${Array.isArray(weights) ? weights.length : typeof weights}.`);
+    }
+    const nonNegative = (this.constructor as typeof NormalizationLayer).nonNegativeWeights;
+    params.forEach((param, i) => {
+      const value = weights[i];
+      if (!(value instanceof tf.Tensor)) {
+        throw new NormalizationShapeError(name, weightName(param),
+            `${name}: weight '${weightName(param)}' must be a tf.Tensor; received ${describe(value)}.`);
+      }
+      checkWeightValue(`${name}: weight '${weightName(param)}'`, param.dtype, param.shape as number[],
+          {dtype: value.dtype, shape: value.shape, values: () => value.dataSync()},
+          nonNegative.includes(weightName(param)));
+    });
+    super.setWeights(weights);
   }
 
   /** Extension point: the computation. Runs inside `tf.tidy`. */
   protected abstract normalize(x: tf.Tensor, training: boolean): tf.Tensor;
+
+  /**
+   * Extension point: what the layer computes in inference as a per-channel
+   * y = x·scale + offset (shapes [channels]), from its current weights, or
+   * `{reason}` when it is not one. `foldBatchNorm` folds layers that return
+   * scale and offset into the Dense/Conv2D/DepthwiseConv2D before them; the
+   * caller disposes the tensors. The default gives a reason: override it in a
+   * layer whose inference is a fixed per-channel affine (moving statistics).
+   */
+  inferenceScaleOffset(): InferenceScaleOffset {
+    const className = (this.constructor as typeof NormalizationLayer).className;
+    return {reason: `${className} does not give a per-channel inference scale and offset ` +
+        '(NormalizationLayer.inferenceScaleOffset)'};
+  }
 
   /** gamma's value, or null when `scale` is off. */
   protected gammaValue(): tf.Tensor1D | null {
@@ -286,8 +369,10 @@ export interface SavedWeight {
 
 /**
  * Checks a value for a layer weight: dtype, shape, finite values, and >= 0 when
- * `nonNegative`. `where` names the layer and weight. Shared by the layers (on
- * write) and model-file validation (on raw bytes), so both say the same thing.
+ * `nonNegative`. `where` names the layer and weight (`BatchNormLayer 'bn':
+ * weight 'moving_variance'`). Shared by `setWeights` and model-file validation
+ * (on raw bytes), so both say the same thing.
+ * @throws Error naming `where`, the expected and the received dtype, shape or value.
  */
 export function checkWeightValue(where: string, dtype: string, shape: readonly number[],
     value: {dtype: string; shape: readonly number[]; values: () => ArrayLike<number>}, nonNegative: boolean): void {
@@ -310,19 +395,71 @@ function describeShape(shape: tfl.Shape | readonly number[]): string {
   return `[${shape.map((d) => d == null ? 'null' : d).join(', ')}]`;
 }
 
+/** A weight's name without the layer scope: 'moving_mean' for 'bn/moving_mean'. */
+function weightName(weight: tfl.LayerVariable): string {
+  return weight.originalName.slice(weight.originalName.lastIndexOf('/') + 1);
+}
+
+/**
+ * tfjs-layers internal, checked against 4.22 (move to src/tfjs_internals.ts):
+ * `Layer.addWeight` records each name in the private `_addedWeightNames` (and
+ * refuses it again) and each regularizer's loss in `_losses`. No public API
+ * removes them, so a build that failed after adding weights forgets them here.
+ */
+function forgetAddedWeights(layer: tfl.layers.Layer, weights: tfl.LayerVariable[], lossesBefore: number): void {
+  const internals = layer as unknown as {_addedWeightNames: string[]; _losses: unknown[]};
+  const names = weights.map(weightName);
+  internals._addedWeightNames = internals._addedWeightNames.filter((n) => !names.includes(n));
+  internals._losses.splice(lossesBefore);
+}
+
+/**
+ * A subclass without its own `static className` would be saved, loaded and
+ * registered under its parent's name, replacing the parent in tfjs's registry.
+ */
+function checkOwnClassName(cls: Function): Function {
+  if (!Object.prototype.hasOwnProperty.call(cls, 'className')) {
+    const inherited = (cls as typeof NormalizationLayer).className;
+    throw new NormalizationConfigError(cls.name, 'className', inherited,
+        `${cls.name}: the class has no static className of its own` +
+        (inherited == null ? '' : ` (it inherits '${inherited}', so saving and registering it would replace ` +
+            `${Object.getPrototypeOf(cls).name} in tfjs's serialization registry)`) +
+        `. Add \`static override className = '${cls.name}';\` to the class and register it with ` +
+        `tf.serialization.registerClass(${cls.name}).`);
+  }
+  return cls;
+}
+
 /** Rejects keys no class in the hierarchy declares, and non-object configs. */
 function checkFields(cls: Function, args: unknown): LayerArgs {
-  const className = (cls as typeof NormalizationLayer).className ?? cls.name;
+  const {className, configFields} = cls as typeof NormalizationLayer;
   if (args == null || typeof args !== 'object' || Array.isArray(args)) {
-    throw new Error(`${className}: config must be an object; received ${args === null ? 'null' : typeof args}.`);
+    throw new NormalizationConfigError(className, 'config', args,
+        `${className}: config must be an object; received ${Array.isArray(args) ? 'an array' : describe(args)}.`);
   }
-  const allowed = new Set([...LAYER_FIELDS, ...(cls as typeof NormalizationLayer).configFields]);
-  for (const key of Object.keys(args)) {
-    if (!allowed.has(key)) {
-      const name = typeof (args as LayerArgs).name === 'string' ? ` '${(args as LayerArgs).name}'` : '';
-      throw new Error(`${className}${name}: unknown config field '${key}'; allowed fields are ` +
-          `${[...allowed].join(', ')}. A subclass declares its own fields in static configFields.`);
-    }
+  const offered = [...configFields, ...LAYER_FIELDS];
+  const allowed = new Set([...offered, ...LAYER_INTERNAL_FIELDS]);
+  for (const [key, value] of Object.entries(args)) {
+    if (allowed.has(key)) continue;
+    const name = typeof (args as LayerArgs).name === 'string' ? ` '${(args as LayerArgs).name}'` : '';
+    const suggestion = closeField(key, offered);
+    const hint = suggestion != null ? `did you mean '${suggestion}'?` :
+        `${className} takes ${configFields.join(', ')}, and tfjs's Layer fields ${LAYER_FIELDS.join(', ')}.`;
+    throw new NormalizationConfigError(`${className}${name}`, key, value,
+        `${className}${name}: unknown config field '${key}'; ${hint}`);
   }
   return args as LayerArgs;
+}
+
+/**
+ * The field `key` was probably meant to be: the nearest by edit distance,
+ * ignoring case and underscores (so `moving_mean_initializer` finds
+ * `movingMeanInitializer`), when at most a third of its letters differ.
+ */
+function closeField(key: string, fields: readonly string[]): string | null {
+  const plain = (field: string) => field.toLowerCase().replace(/_/g, '');
+  const byPlain = new Map(fields.map((f) => [plain(f), f]));
+  const nearest = closest(plain(key), [...byPlain.keys()]);
+  const limit = Math.max(1, Math.floor(plain(key).length / 3));
+  return distance(plain(key), nearest) <= limit ? byPlain.get(nearest)! : null;
 }

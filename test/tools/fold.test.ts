@@ -1,6 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import {BatchNormLayer, BatchRenormLayer, foldBatchNorm, GroupNormLayer} from '../../src';
+import {
+  BatchNormLayer, BatchRenormLayer, foldBatchNorm, GroupNormLayer, InferenceScaleOffset, NormalizationLayer,
+  NormalizationShapeError,
+} from '../../src';
 import {maxRelError, randomData} from '../helpers/reference';
 import {randomizeWeights} from './helpers';
 
@@ -44,9 +47,12 @@ describe('foldBatchNorm on a Sequential model', () => {
       {name: 'bn_after_relu', reason: "it follows 'dense_relu' whose activation is relu, not linear"},
       {name: 'gn', reason: 'GroupNormalization uses per-sample statistics, which no kernel can absorb'},
     ]);
+    // Each merged layer takes the folded layer's name.
     expect(folded.layers.map((l) => l.name)).toEqual(
-        ['conv', 'depthwise', 'flatten', 'dense_relu', 'bn_after_relu', 'dense_linear', 'gn']);
-    expect(folded.getLayer('depthwise').getWeights()).toHaveLength(2);  // a bias was added
+        ['renorm', 'builtin_bn', 'flatten', 'dense_relu', 'bn_after_relu', 'bn_dense', 'gn']);
+    expect(folded.getLayer('renorm').getClassName()).toBe('Conv2D');
+    expect(folded.getLayer('builtin_bn').getClassName()).toBe('DepthwiseConv2D');
+    expect(folded.getLayer('builtin_bn').getWeights()).toHaveLength(2);  // a bias was added
     expectSamePredictions(model, folded, x);
     // The original model is untouched.
     expect(predict(model, x)[0]).toEqual(before);
@@ -130,8 +136,78 @@ describe('foldBatchNorm on a functional model', () => {
     const single = tfl.model({inputs: input, outputs: b1});
     const r2 = foldBatchNorm(single);
     expect(r2.folded).toEqual(['fb1']);
-    expect(r2.model.outputs[0].sourceLayer.name).toBe('f1');
+    // The merged Dense carries the BN's name, so the output keeps its name.
+    expect(r2.model.outputs[0].sourceLayer.name).toBe('fb1');
+    expect(r2.model.outputNames).toEqual(single.outputNames);
     expectSamePredictions(single, r2.model, tf.tensor2d(randomData(12, 2), [4, 3]));
+  });
+});
+
+describe('foldBatchNorm keeps names', () => {
+  it('every layer name of the folded model outputs what it did in the original, outputs included', () => {
+    const input = tfl.input({shape: [4], name: 'x'});
+    const d1 = tfl.layers.dense({units: 5, name: 'd1'}).apply(input) as tfl.SymbolicTensor;
+    const bn1 = new BatchNormLayer({name: 'bn1'}).apply(d1) as tfl.SymbolicTensor;
+    const d2 = tfl.layers.dense({units: 3, name: 'd2'}).apply(bn1) as tfl.SymbolicTensor;
+    const bnOut = new BatchRenormLayer({name: 'bn_out'}).apply(d2) as tfl.SymbolicTensor;
+    const model = tfl.model({inputs: input, outputs: [bnOut, bn1]});
+    randomizeWeights(model, 9);
+    const {model: folded, folded: names} = foldBatchNorm(model);
+    expect(names).toEqual(['bn1', 'bn_out']);
+    expect(folded.outputNames).toEqual(model.outputNames);
+    expect(folded.outputNames).toEqual(['bn_out', 'bn1']);
+    // Probe every layer of the folded model by name in both models.
+    const probed = folded.layers.filter((l) => l.getClassName() !== 'InputLayer').map((l) => l.name);
+    expect(probed).toEqual(['bn1', 'bn_out']);
+    const probe = (m: tfl.LayersModel) => tfl.model({inputs: m.inputs,
+      outputs: probed.map((n) => m.getLayer(n).output as tfl.SymbolicTensor)});
+    expectSamePredictions(probe(model), probe(folded), tf.tensor2d(randomData(12, 3), [3, 4]));
+  });
+});
+
+/** A per-sample layer of a user's own (x/max|x| per sample): no inference affine, and it says so in its own words. */
+class PerSampleScale extends NormalizationLayer {
+  static override className = 'FoldTestPerSampleScale';
+  protected override normalize(x: tf.Tensor): tf.Tensor {
+    return tf.div(x, tf.add(tf.max(tf.abs(x), -1, true), this.epsilon));
+  }
+}
+tf.serialization.registerClass(PerSampleScale);
+
+/** A user's variant whose inferenceScaleOffset is wrong (one value, not one per channel). */
+class BadAffine extends NormalizationLayer {
+  static override className = 'FoldTestBadAffine';
+  protected override normalize(x: tf.Tensor): tf.Tensor {
+    return x;
+  }
+  override inferenceScaleOffset(): InferenceScaleOffset {
+    return {scale: tf.ones([1]), offset: tf.zeros([1])};
+  }
+}
+tf.serialization.registerClass(BadAffine);
+
+describe('foldBatchNorm with a normalization layer of your own', () => {
+  it('keeps a layer without an inference affine with the default reason, not "per-sample statistics"', () => {
+    const model = tfl.sequential({layers: [
+      tfl.layers.dense({units: 3, inputShape: [2], name: 'd'}), new PerSampleScale({name: 'mine'}),
+    ]});
+    const {folded, kept} = foldBatchNorm(model);
+    expect(folded).toEqual([]);
+    expect(kept).toEqual([{name: 'mine', reason:
+        'FoldTestPerSampleScale does not give a per-channel inference scale and offset ' +
+        '(NormalizationLayer.inferenceScaleOffset)'}]);
+  });
+
+  it('rejects an inferenceScaleOffset of the wrong shape, naming the layer, and leaks nothing', () => {
+    const model = tfl.sequential({layers: [
+      tfl.layers.dense({units: 3, inputShape: [2], name: 'd'}), new BadAffine({name: 'bad'}),
+    ]});
+    const before = tf.memory().numTensors;
+    const error = (() => { try { foldBatchNorm(model); } catch (e) { return e; } })() as NormalizationShapeError;
+    expect(error).toBeInstanceOf(NormalizationShapeError);
+    expect(error.owner).toBe("FoldTestBadAffine 'bad'");
+    expect(error.argument).toBe('scale');
+    expect(tf.memory().numTensors).toBe(before);
   });
 });
 
