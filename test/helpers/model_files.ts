@@ -148,8 +148,12 @@ export async function load(source: Source, f: Files, scratch: string): Promise<t
 export interface WeightCase {
   name: string;
   corrupt: (f: Files) => void;
-  /** tfjs's error through tf.io.fromMemory, after it built the model. */
-  memory: RegExp;
+  /**
+   * Through plain tf.io.fromMemory: tfjs's error, after it built the model, or,
+   * for a value tfjs does not check (NaN, a negative variance), the weight it
+   * loads unchecked and the values it then holds.
+   */
+  memory: RegExp | {loads: string; values: number[]};
   /** The error through checked() and fileSystem: it names the layer and the weight. */
   checked: RegExp;
 }
@@ -160,7 +164,8 @@ export function weightCases(kind: Kind): WeightCase[] {
   // The statistics a poisoned file would target (GN has none: its gamma).
   const targets = {BN: ['moving_variance'], BRN: ['moving_variance', 'moving_stddev', 'renorm_stddev'], GN: ['gamma']}[kind];
   const w = targets[0];
-  const both = (re: RegExp) => ({memory: re, checked: re});
+  // tfjs's own message when a shape differs (LayerVariable.write); the layers check only setWeights.
+  const shapeMismatch = (received: string) => new RegExp(`Shape mismatch: \\[4\\] vs\\. \\[${received}\\]`);
   const named = (field: string, rest: string) => new RegExp(`${cls} 'norm': weight '${field}' ${rest}`);
   // Cutting 6 or 8 bytes cuts one of the last weights in the file (tfjs saves trainable weights first).
   const cut = /Model weights: weight "(norm|dense)\/\w+" of shape \[\d*\] needs bytes \d+ to \d+, but the weight data holds only \d+ bytes \(truncated\?\)/;
@@ -187,7 +192,7 @@ export function weightCases(kind: Kind): WeightCase[] {
     {
       name: `wrong shape [2, 2] for ${w}`,
       corrupt: (f) => { specs(f).find((s) => s.name === `norm/${w}`)!.shape = [2, 2]; },
-      ...both(named(w, 'must have shape \\[4\\]; received \\[2, 2\\]')),
+      memory: shapeMismatch('2,2'), checked: named(w, 'must have shape \\[4\\]; received \\[2, 2\\]'),
     },
     {
       name: `wrong shape [5] for ${w}, with the extra bytes`,
@@ -196,12 +201,13 @@ export function weightCases(kind: Kind): WeightCase[] {
         specs(f).find((s) => s.name === `norm/${w}`)!.shape = [5];
         f.weights = splice(f.weights, offset + length, 0, new Uint8Array(4));
       },
-      ...both(named(w, 'must have shape \\[4\\]; received \\[5\\]')),
+      memory: shapeMismatch('5'), checked: named(w, 'must have shape \\[4\\]; received \\[5\\]'),
     },
     {
       name: `wrong dtype int32 for ${w}`,
       corrupt: (f) => { specs(f).find((s) => s.name === `norm/${w}`)!.dtype = 'int32'; },
-      ...both(named(w, 'must have dtype float32; received int32')),
+      memory: /dtype of the new value \(int32\) and previous value \(float32\) must match/,
+      checked: named(w, 'must have dtype float32; received int32'),
     },
     {
       name: 'weights file truncated mid-value',
@@ -229,7 +235,8 @@ export function weightCases(kind: Kind): WeightCase[] {
       cases.push({
         name: `${label} in ${target}`,
         corrupt: (f) => setValues(f, `norm/${target}`, [1, value, 1, 1]),
-        ...both(named(target, `holds ${esc(label)} at index 1; expected finite values${nonNegative ? ' >= 0' : ''}`)),
+        memory: {loads: target, values: [1, value, 1, 1]},
+        checked: named(target, `holds ${esc(label)} at index 1; expected finite values${nonNegative ? ' >= 0' : ''}`),
       });
     }
   }
@@ -240,7 +247,8 @@ export function weightCases(kind: Kind): WeightCase[] {
         const {offset} = locate(f, 'norm/renorm_step');
         new DataView(f.weights.buffer, f.weights.byteOffset).setFloat32(offset, -3, true);
       },
-      ...both(named('renorm_step', 'holds -3 at index 0; expected finite values >= 0')),
+      memory: {loads: 'renorm_step', values: [-3]},
+      checked: named('renorm_step', 'holds -3 at index 0; expected finite values >= 0'),
     });
   }
   return cases;
