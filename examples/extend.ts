@@ -15,7 +15,10 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import {fileSystem, NormalizationLayer, NormalizationLayerArgs, StatisticWeight} from 'tfjs-normalization/node';
+import {
+  fileSystem, foldBatchNorm, InferenceScaleOffset, NormalizationLayer, NormalizationLayerArgs, NormalizationShapeError,
+  StatisticWeight,
+} from 'tfjs-normalization/node';
 import {runMain} from './run_main';
 
 export interface FilterResponseNormArgs extends NormalizationLayerArgs {
@@ -40,11 +43,21 @@ export class FilterResponseNorm extends NormalizationLayer {
     return config.tlu === false ? [] : [{name: 'tau'}];
   }
 
-  protected override buildStatistics(inputShape: tfl.Shape, channels: number): void {
+  // Shape checks run before any weight exists, so a failed build can be retried with another shape.
+  protected override checkInputShape(inputShape: tfl.Shape): void {
     if (inputShape.length < 3) {
-      throw new Error(`${this.describeLayer()}: needs spatial positions (rank >= 3); received rank ${inputShape.length}.`);
+      throw new NormalizationShapeError(this.describeLayer(), 'input',
+          `${this.describeLayer()}: needs spatial positions (rank >= 3); received rank ${inputShape.length}.`);
     }
+  }
+
+  protected override buildStatistics(_inputShape: tfl.Shape, channels: number): void {
     if (this.tlu) this.tau = this.addWeight('tau', [channels], 'float32', tfl.initializers.zeros());
+  }
+
+  // foldBatchNorm keeps the layer with this reason.
+  override inferenceScaleOffset(): InferenceScaleOffset {
+    return {reason: 'Filter Response Normalization divides each sample by its own mean of x², which no kernel can absorb'};
   }
 
   protected override normalize(x: tf.Tensor): tf.Tensor {
@@ -76,6 +89,8 @@ export interface ExtendResult {
   /** The reloaded layer's class and config. */
   reloadedIsFrn: boolean;
   reloadedConfig: tf.serialization.ConfigDict;
+  /** What foldBatchNorm did with the layer. */
+  fold: {folded: string[]; kept: Array<{name: string; reason: string}>};
 }
 
 /** 8×8 images: class 0 is brighter in the top half, class 1 in the bottom half. */
@@ -113,9 +128,12 @@ export async function main(options: {epochs?: number; log?: (line: string) => vo
     const reloadedLayer = reloaded.getLayer('frn');
     log(`Reloaded '${reloadedLayer.name}' as ${reloadedLayer.getClassName()}; predictions ` +
         `${before.every((v, i) => Object.is(v, after[i])) ? 'bit-identical' : 'DIFFERENT'}.`);
+    const {model: folded, folded: foldedNames, kept} = foldBatchNorm(model);
+    log(`foldBatchNorm kept ${kept.map((k) => `'${k.name}': ${k.reason}`).join('; ')}.`);
     const result = {losses, before, after, reloadedIsFrn: reloadedLayer instanceof FilterResponseNorm,
-      reloadedConfig: reloadedLayer.getConfig()};
+      reloadedConfig: reloadedLayer.getConfig(), fold: {folded: foldedNames, kept}};
     reloaded.dispose();
+    folded.dispose();
     return result;
   } finally {
     fs.rmSync(dir, {recursive: true, force: true});

@@ -5,7 +5,10 @@
  * round-trips, the low-level wrapper keeps correct moving averages).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import {NormalizationConfigError, NormalizationShapeError} from 'tfjs-normalization';
 import {main as extend, FilterResponseNorm} from '../../examples/extend';
+import {main as meanOnly, MeanOnlyBatchNorm} from '../../examples/mean_only_batch_norm';
 import {BatchNormWrapper, main as lowLevel} from '../../examples/low_level';
 import {main as saveLoad} from '../../examples/save_load';
 import {main as sequential} from '../../examples/sequential';
@@ -80,8 +83,8 @@ describe('examples/extend.ts', () => {
     layer.dispose();
   });
 
-  it('rejects a config key it does not declare, naming it', () => {
-    expect(() => new FilterResponseNorm({tluu: true} as never)).toThrow(/unknown config field 'tluu'/);
+  it('rejects a config key it does not declare, naming it and the field it probably meant', () => {
+    expect(() => new FilterResponseNorm({tluu: true} as never)).toThrow(/unknown config field 'tluu'; did you mean 'tlu'\?/);
   });
 
   it('the subclass trains and reloads as itself, with its config and identical predictions', async () => {
@@ -90,6 +93,91 @@ describe('examples/extend.ts', () => {
     expect(r.reloadedIsFrn).toBe(true);
     expect(r.reloadedConfig).toMatchObject({tlu: true, epsilon: 1e-6, axis: -1, center: true, scale: true});
     expect(bitsEqual(r.after, r.before)).toBe(true);
+    expect(r.fold).toEqual({folded: [], kept: [{name: 'frn', reason:
+        'Filter Response Normalization divides each sample by its own mean of x², which no kernel can absorb'}]});
+  });
+});
+
+describe('examples/extend.ts build checks', () => {
+  it('a rank-2 input fails before any weight exists, and the same layer then builds on rank 4', () => {
+    const layer = new FilterResponseNorm({name: 'frn'});
+    expect(() => layer.apply(tfl.input({shape: [3]}))).toThrow(NormalizationShapeError);
+    expect(layer.weights).toEqual([]);
+    layer.apply(tfl.input({shape: [4, 4, 3]}));
+    expect(layer.weights.map((w) => w.originalName)).toEqual(['frn/gamma', 'frn/beta', 'frn/tau']);
+    layer.dispose();
+  });
+});
+
+describe('examples/mean_only_batch_norm.ts', () => {
+  it('training: y = γ·(x − μ_B) + β and moving_mean ← m·moving_mean + (1 − m)·μ_B; inference uses moving_mean', () => {
+    const shape = [4, 3, 5];  // channels-first: axis 1
+    const xData = randomData(60, 31, 2, 1.5);
+    const gamma = Array.from(randomData(3, 32, 1, 0.3));
+    const beta = Array.from(randomData(3, 33, 0, 0.5));
+    const start = Array.from(randomData(3, 34, 0, 1));
+    const layer = new MeanOnlyBatchNorm({axis: 1, momentum: 0.7});
+    layer.apply(tfl.input({shape: shape.slice(1)}));
+    const initial = [gamma, beta, start].map((v) => tf.tensor1d(v));
+    layer.setWeights(initial);
+    const at = (n: number, c: number, p: number) => n * 15 + c * 5 + p;
+    const batchMean = [0, 1, 2].map((c) => {
+      let s = 0;
+      for (let n = 0; n < 4; n++) for (let p = 0; p < 5; p++) s += xData[at(n, c, p)];
+      return s / 20;
+    });
+    const expected = (mean: number[]) => {
+      const out = new Float64Array(60);
+      for (let n = 0; n < 4; n++) {
+        for (let c = 0; c < 3; c++) {
+          for (let p = 0; p < 5; p++) out[at(n, c, p)] = gamma[c] * (xData[at(n, c, p)] - mean[c]) + beta[c];
+        }
+      }
+      return out;
+    };
+    const x = tf.tensor(xData, shape);
+    const before = tf.memory().numTensors;
+    const yTrain = tf.tidy(() => (layer.apply(x, {training: true}) as tf.Tensor).dataSync());
+    expect(tf.memory().numTensors).toBe(before);
+    expect(maxRelError(yTrain, expected(batchMean))).toBeLessThan(1e-5);
+    const moved = start.map((v, c) => 0.7 * v + 0.3 * batchMean[c]);
+    expect(maxRelError(layer.movingMean!.read().dataSync(), moved)).toBeLessThan(1e-5);
+    const yInfer = tf.tidy(() => (layer.apply(x) as tf.Tensor).dataSync());
+    expect(maxRelError(yInfer, expected(moved))).toBeLessThan(1e-5);
+    tf.dispose([x, ...initial]);
+    layer.dispose();
+  });
+
+  it('its own config field is checked with a typed error, and typos are caught', () => {
+    expect(() => new MeanOnlyBatchNorm({momentum: 2})).toThrow(NormalizationConfigError);
+    expect(() => new MeanOnlyBatchNorm({momentm: 0.9} as never)).toThrow(/did you mean 'momentum'\?/);
+  });
+
+  it('trains, reloads as itself bit for bit, and folds into the Dense before it (float64 reference)', async () => {
+    const r = await noLeak(() => meanOnly({epochs: 10, log: quiet}));
+    expect(r.losses[r.losses.length - 1]).toBeLessThan(0.5 * r.losses[0]);
+    expect(r.reloadedIsMeanOnly).toBe(true);
+    expect(r.reloadedConfig).toMatchObject({momentum: 0.8, epsilon: 1e-3, axis: -1, center: true, scale: true});
+    expect(bitsEqual(r.after, r.before)).toBe(true);
+    // The moving mean left its initial zeros, so keeping it is not trivial.
+    expect(r.weights['mean_bn/moving_mean'].some((v) => Math.abs(v) > 0.1)).toBe(true);
+
+    expect(r.folded).toEqual(['mean_bn']);
+    expect(r.foldedLayers).toEqual(['features', 'mean_bn']);
+    expect(r.foldedOutputNames).toEqual(['mean_bn']);
+    // y = γ·(x·W + b − moving_mean) + β in float64, from the trained weights.
+    const W = r.weights['dense/kernel'];
+    const b = r.weights['dense/bias'];
+    const [gamma, beta, mean] = ['gamma', 'beta', 'moving_mean'].map((n) => r.weights[`mean_bn/${n}`]);
+    const expected = new Float64Array(64 * 4);
+    for (let n = 0; n < 64; n++) {
+      for (let c = 0; c < 4; c++) {
+        const z = r.x[n * 2] * W[c] + r.x[n * 2 + 1] * W[4 + c] + b[c];
+        expected[n * 4 + c] = gamma[c] * (z - mean[c]) + beta[c];
+      }
+    }
+    expect(maxRelError(r.before, expected)).toBeLessThan(1e-5);
+    expect(maxRelError(r.foldedPredictions, expected)).toBeLessThan(1e-5);
   });
 });
 
