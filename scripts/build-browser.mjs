@@ -27,7 +27,9 @@ const TFJS_MARKERS = [
   'MathBackendWebGL',
 ];
 
-const {version} = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+const {version, dependencies = {}} = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+// The package's own runtime dependencies (not tfjs): bundled into the IIFE, left to the app's bundler in the ESM file.
+const RUNTIME_DEPENDENCIES = Object.keys(dependencies);
 const banner = `/* tfjs-normalization ${version} (Apache-2.0). Needs @tensorflow/tfjs 4.x loaded first. */`;
 
 /** Peer imports: bare (ESM) or the page's global `tf` (IIFE); other @tensorflow paths are an error. */
@@ -71,10 +73,11 @@ async function buildBrowser() {
     ...common, format: 'iife', globalName: 'tfnorm', minify: true, outfile: IIFE_FILE, plugins: [tfjsPeer('iife')],
   });
   const esm = await esbuild.build({
-    ...common, format: 'esm', outfile: ESM_FILE, plugins: [tfjsPeer('esm')],
+    ...common, format: 'esm', outfile: ESM_FILE, plugins: [tfjsPeer('esm')], external: RUNTIME_DEPENDENCIES,
   });
   for (const result of [iife, esm]) {
-    const inputs = Object.keys(result.metafile.inputs).filter((p) => p.includes('node_modules'));
+    const inputs = Object.keys(result.metafile.inputs).filter((p) => p.includes('node_modules') &&
+        !RUNTIME_DEPENDENCIES.some((dependency) => p.includes(`node_modules/${dependency}/`)));
     if (inputs.length > 0) throw new Error(`browser build pulled in dependencies: ${inputs.join(', ')}`);
   }
   for (const file of [IIFE_FILE, ESM_FILE]) {

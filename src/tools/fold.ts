@@ -92,11 +92,11 @@ export function foldBatchNorm(model: tfl.LayersModel): FoldResult {
       const source = sequential ? sequentialSource(entries, index) :
           functionalSource(entries, entry, config.outputLayers ?? []);
       const reason = 'reason' in source ? source.reason : foldableReason(model.getLayer(source.layer), affine);
-      if (reason == null && 'layer' in source) {
-        folds.set(layer.name, {into: source.layer, affine});
-      } else {
-        kept.push({name: layer.name, reason: reason!});
+      if (reason != null) {
+        kept.push({name: layer.name, reason});
         tf.dispose([affine.scale, affine.offset]);
+      } else {
+        folds.set(layer.name, {into: (source as {layer: string}).layer, affine});
       }
     });
     return {model: rebuild(model, config, folds), folded: [...folds.keys()], kept};

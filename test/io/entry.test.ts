@@ -28,7 +28,10 @@ describe('browser bundles', () => {
     const inputs = Object.keys(result.metafile!.inputs);
     expect(inputs.some((f) => f.startsWith('src/layers/'))).toBe(true);
     expect(inputs.filter((f) => f.startsWith('src/io/'))).toEqual(['src/io/validate.ts']);
-    expect(inputs.filter((f) => !f.startsWith('src/'))).toEqual([]);
+    // Besides src/, only the package's declared runtime dependency (the edit distance for "did you mean").
+    const {dependencies} = require('../../package.json') as {dependencies: Record<string, string>};
+    expect(Object.keys(dependencies)).toEqual(['fastest-levenshtein']);
+    expect(inputs.filter((f) => !f.startsWith('src/'))).toEqual(['node_modules/fastest-levenshtein/esm/mod.js']);
   });
 
   it('the node entry does need fs (so the check above can fail)', async () => {
