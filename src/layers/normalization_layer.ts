@@ -49,9 +49,13 @@ export interface NormalizationLayerArgs extends LayerArgs {
   betaRegularizer?: Identifier<Regularizer>;
   /** Regularizer for gamma. Default none. */
   gammaRegularizer?: Identifier<Regularizer>;
-  /** Constraint on beta after each optimizer update. Default none. */
+  /**
+   * Constraint on beta, projected after each optimizer update as in Keras: by
+   * `fit`/`fitDataset` after every step, otherwise at the start of the next
+   * training call or by `applyConstraints(model)`. Default none.
+   */
   betaConstraint?: Identifier<Constraint>;
-  /** Constraint on gamma after each optimizer update. Default none. */
+  /** Constraint on gamma, projected as `betaConstraint` is. Default none. */
   gammaConstraint?: Identifier<Constraint>;
 }
 
