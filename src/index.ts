@@ -15,6 +15,10 @@ export {
   GroupNormLayer, GroupNormLayerArgs, AddonsGroupNormalization, AddonsInstanceNormalization,
 } from './layers/group_norm';
 export {batchNorm, batchRenorm, groupNorm, instanceNorm} from './layers/factories';
+// Frozen containers and constraints in training; importing registers the fit/fitDataset callback.
+export {
+  applyConstraints, clearFrozenLayers, markFrozenLayers, NormalizationTrainingCallback,
+} from './layers/training_hooks';
 export {
   batchNormTraining, batchNormInference, channelScaleOffset, foldScaleOffset, BatchNormTrainingArgs,
   BatchNormTrainingResult, RenormArgs,

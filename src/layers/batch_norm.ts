@@ -11,7 +11,12 @@
  *  - `trainable: false` freezes the statistics and uses them (TF2 Keras);
  *  - `center: false` / `scale: false` work in training;
  *  - `unbiasedVariance: true` stores the Bessel-corrected variance m/(m−1)·σ²_B;
- *  - a training batch with one value per channel is an error, not garbage.
+ *  - a training batch with one value per channel (batch of one sample without
+ *    spatial axes, often the last partial batch of an epoch: 33 = 2·16 + 1) is
+ *    normalized with the moving statistics and leaves them unchanged, where
+ *    tfjs's built-in layer and Keras output β and pull the moving variance
+ *    toward 0; `throwOnSingleValueBatch: true` makes it an error instead
+ *    (PyTorch raises too).
  *
  * Reference: S. Ioffe, C. Szegedy, "Batch Normalization: Accelerating Deep
  * Network Training by Reducing Internal Covariate Shift", ICML 2015.
@@ -35,13 +40,19 @@ export interface BatchNormLayerArgs extends NormalizationLayerArgs {
    * keeps. Normalization always uses the biased variance. Default false (Keras).
    */
   unbiasedVariance?: boolean;
+  /**
+   * Throw on a training batch with one value per channel (a batch of one sample
+   * without spatial axes) instead of normalizing it with the moving statistics
+   * and leaving them unchanged. Default false.
+   */
+  throwOnSingleValueBatch?: boolean;
 }
 
 export class BatchNormLayer extends NormalizationLayer {
   static override className = 'BatchNormLayer';
   static override configFields: readonly string[] = [
     ...NormalizationLayer.configFields,
-    'momentum', 'movingMeanInitializer', 'movingVarianceInitializer', 'unbiasedVariance',
+    'momentum', 'movingMeanInitializer', 'movingVarianceInitializer', 'unbiasedVariance', 'throwOnSingleValueBatch',
   ];
   static override nonNegativeWeights: readonly string[] = ['moving_variance'];
 
@@ -51,6 +62,7 @@ export class BatchNormLayer extends NormalizationLayer {
 
   readonly momentum: number;
   readonly unbiasedVariance: boolean;
+  readonly throwOnSingleValueBatch: boolean;
   protected readonly movingMeanInitializer: Initializer;
   protected readonly movingVarianceInitializer: Initializer;
   movingMean!: tfl.LayerVariable;
@@ -61,6 +73,8 @@ export class BatchNormLayer extends NormalizationLayer {
     const name = this.describeLayer();
     this.momentum = checkNumber(name, 'momentum', args.momentum ?? 0.99, {min: 0, max: 1});
     this.unbiasedVariance = checkBoolean(name, 'unbiasedVariance', args.unbiasedVariance ?? false);
+    this.throwOnSingleValueBatch =
+        checkBoolean(name, 'throwOnSingleValueBatch', args.throwOnSingleValueBatch ?? false);
     this.movingMeanInitializer =
         resolveInitializer(name, 'movingMeanInitializer', args.movingMeanInitializer, 'zeros');
     this.movingVarianceInitializer =
@@ -75,12 +89,17 @@ export class BatchNormLayer extends NormalizationLayer {
   }
 
   protected override normalize(x: tf.Tensor, training: boolean): tf.Tensor {
+    const count = x.size / x.shape[this.channelAxis];
+    // One value per channel has no batch variance: inference, statistics unchanged (or the opt-in error).
+    if (training && count < 2) {
+      if (this.throwOnSingleValueBatch) throw this.singleValueBatchError(x);
+      training = false;
+    }
     if (!training) {
       return batchNormInference(x, this.movingMean.read() as tf.Tensor1D,
           this.movingVariance.read() as tf.Tensor1D, this.gammaValue(), this.betaValue(),
           this.channelAxis, this.epsilon);
     }
-    const count = this.valuesPerChannel(x);
     const batch = this.normalizeBatch(x);
     this.updateStatistics(batch, count);
     return batch.y;
@@ -108,15 +127,13 @@ export class BatchNormLayer extends NormalizationLayer {
     return this.unbiasedVariance ? tf.mul(batch.variance, count / (count - 1)) : batch.variance;
   }
 
-  /** Values per channel in a batch; training needs at least two. */
-  protected valuesPerChannel(x: tf.Tensor): number {
-    const count = x.size / x.shape[this.channelAxis];
-    if (count < 2) {
-      throw new Error(`${this.describeLayer()}: training needs more than one value per channel to compute ` +
-          `batch statistics; received input shape [${x.shape.join(', ')}] (${count} value per channel). ` +
-          `Train with a batch of 2 or more, call the layer with training false, or use GroupNormLayer.`);
-    }
-    return count;
+  private singleValueBatchError(x: tf.Tensor): Error {
+    return new Error(`${this.describeLayer()}: a training batch of input shape [${x.shape.join(', ')}] holds ` +
+        `one value per channel, a batch of one sample, so it has no batch variance, and throwOnSingleValueBatch ` +
+        `is true. With fit this is usually the last partial batch of an epoch: a dataset of k·batchSize + 1 ` +
+        `samples (33 = 2·16 + 1) ends each epoch with one sample. Remedies: set throwOnSingleValueBatch to ` +
+        `false (that batch then uses the moving statistics and leaves them unchanged), drop or add a sample so ` +
+        `the dataset size is not k·batchSize + 1, train with batches of 2 or more, or use GroupNormLayer.`);
   }
 
   override getConfig(): tf.serialization.ConfigDict {
@@ -126,6 +143,7 @@ export class BatchNormLayer extends NormalizationLayer {
       movingMeanInitializer: serialize(this.movingMeanInitializer),
       movingVarianceInitializer: serialize(this.movingVarianceInitializer),
       unbiasedVariance: this.unbiasedVariance,
+      throwOnSingleValueBatch: this.throwOnSingleValueBatch,
     };
   }
 }

@@ -10,7 +10,9 @@
  *  - updates: μ_R, σ_R ← EMA(μ_B, σ_B) with `renormMomentum`; moving_mean and
  *    moving_stddev ← EMA(μ_B, σ_B) with `momentum`; moving_variance = max(moving_stddev² − ε, 0);
  *  - optionally the paper's warm-up of the clipping limits (renorm_clipping.ts).
- * Inference is BatchNormLayer's, with moving_mean and moving_variance.
+ * Inference is BatchNormLayer's, with moving_mean and moving_variance. A
+ * training batch with one value per channel follows BatchNormLayer's rule
+ * (inference, every statistic and renorm_step unchanged, or the opt-in error).
  *
  * Reference: S. Ioffe, "Batch Renormalization: Towards Reducing Minibatch
  * Dependence in Batch-Normalized Models", NeurIPS 2017.

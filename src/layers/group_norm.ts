@@ -16,6 +16,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {groupNorm, resolveGroups} from '../kernels/group_norm';
+import {NormalizationConfigError} from '../errors';
 import {configError} from './config';
 import {InferenceScaleOffset, NormalizationLayer, NormalizationLayerArgs} from './normalization_layer';
 
@@ -43,8 +44,34 @@ export class GroupNormLayer extends NormalizationLayer {
     this.groups = groups;
   }
 
-  protected override checkInputShape(_inputShape: tfl.Shape, channels: number): void {
+  protected override checkInputShape(inputShape: tfl.Shape, channels: number): void {
     this.groupCount = resolveGroups(this.describeLayer(), this.groups, channels);
+    this.checkValuesPerGroup(inputShape);
+  }
+
+  /**
+   * A group holding one value per sample normalizes to 0, so the layer would
+   * output β whatever the input (instance norm after Dense, `groups` = units);
+   * Keras does so silently. Checked at build when the positions are known,
+   * otherwise at call.
+   * @throws NormalizationConfigError naming `groups` and the alternatives.
+   */
+  protected checkValuesPerGroup(shape: tfl.Shape | number[]): void {
+    let positions = 1;
+    for (let axis = 1; axis < shape.length; axis++) {
+      if (axis === this.channelAxis) continue;
+      const size = shape[axis];
+      if (size == null) return;
+      positions *= size;
+    }
+    const channelsPerGroup = shape[this.channelAxis] as number / this.groupCount;
+    if (channelsPerGroup * positions !== 1) return;
+    const name = this.describeLayer();
+    throw new NormalizationConfigError(name, 'groups', this.groups,
+        `${name}: each group holds one value per sample (${channelsPerGroup} channel x ${positions} position, ` +
+        `input shape [${shape.map((size) => size ?? 'null').join(', ')}], groups ${this.groups}), so every ` +
+        `output would be beta whatever the input. Use fewer groups (groups: 1 is layer normalization, as ` +
+        `tf.layers.layerNormalization), or BatchNormLayer, which normalizes over the batch.`);
   }
 
   override inferenceScaleOffset(): InferenceScaleOffset {
@@ -52,6 +79,7 @@ export class GroupNormLayer extends NormalizationLayer {
   }
 
   protected override normalize(x: tf.Tensor): tf.Tensor {
+    this.checkValuesPerGroup(x.shape);
     return groupNorm(x, this.gammaValue(), this.betaValue(),
         {axis: this.channelAxis, groups: this.groupCount, epsilon: this.epsilon}).y;
   }

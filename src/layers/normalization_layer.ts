@@ -56,9 +56,13 @@ export interface NormalizationLayerArgs extends LayerArgs {
   betaRegularizer?: Identifier<Regularizer>;
   /** Regularizer for gamma. Default none. */
   gammaRegularizer?: Identifier<Regularizer>;
-  /** Constraint on beta after each optimizer update. Default none. */
+  /**
+   * Constraint on beta, projected after each optimizer update as in Keras: by
+   * `fit`/`fitDataset` after every step, otherwise at the start of the next
+   * training call or by `applyConstraints(model)`. Default none.
+   */
   betaConstraint?: Identifier<Constraint>;
-  /** Constraint on gamma after each optimizer update. Default none. */
+  /** Constraint on gamma, projected as `betaConstraint` is. Default none. */
   gammaConstraint?: Identifier<Constraint>;
 }
 
@@ -252,15 +256,58 @@ export abstract class NormalizationLayer extends tfl.layers.Layer {
    */
   protected buildStatistics(_inputShape: tfl.Shape, _channels: number): void {}
 
+  // ---- Training rules: frozen containers and constraints (see training_hooks.ts) ----
+
+  /**
+   * Whether a container above this layer is frozen (`trainable` false), as
+   * `markFrozenLayers` found by walking the model tree (`fit` and `fitDataset`
+   * walk it at every step); null when no walk is in force (outside `fit`, or
+   * after `clearFrozenLayers`).
+   */
+  frozenByContainer: boolean | null = null;
+  // False once a training call ran: an optimizer update of gamma/beta may follow, to be projected.
+  private constraintsApplied = true;
+
   /**
    * The training decision: batch statistics only when the caller asks for
    * training (`model.fit` and `trainOnBatch` pass `training: true`) and the
-   * layer is trainable. `trainable: false` means inference mode with frozen
-   * statistics, as in TF2 Keras.
+   * layer is not frozen; frozen means inference mode with fixed statistics, as
+   * in TF2 Keras. Frozen: the layer's `trainable` is false, or a container
+   * above it is: `frozenByContainer` when a model-tree walk is in force,
+   * otherwise gamma's or beta's `trainable` flag being false (tfjs's container
+   * setter `model.trainable = false` flips only the flags of its direct
+   * layers' weights).
    */
   protected isTraining(kwargs: Kwargs): boolean {
-    return kwargs != null && kwargs.training === true && this.trainable;
+    const frozen = this.frozenByContainer ??
+        [this.gamma, this.beta].some((weight) => weight != null && !weight.trainable);
+    return kwargs != null && kwargs.training === true && this.trainable && !frozen;
   }
+
+  /**
+   * Projects gamma and beta onto `gammaConstraint` / `betaConstraint`, as Keras
+   * does after each optimizer update (tfjs's optimizers skip constraints). The
+   * `fit`/`fitDataset` callback calls it after every step; each training call
+   * runs it first when a training call ran since the last projection, so every
+   * computation sees constrained weights and each update is projected once.
+   */
+  applyConstraints(): void {
+    this.constraintsApplied = true;
+    if (this.gammaConstraint == null && this.betaConstraint == null) return;
+    tf.tidy(() => {
+      // LayerVariable.write applies the weight's own constraint once after writing.
+      if (this.gamma != null && this.gammaConstraint != null) this.gamma.write(tf.clone(this.gamma.read()));
+      if (this.beta != null && this.betaConstraint != null) this.beta.write(tf.clone(this.beta.read()));
+    });
+  }
+
+  /** Before a training computation: project an update made since the last training call. */
+  private projectBeforeTraining(): void {
+    if (!this.constraintsApplied) this.applyConstraints();
+    this.constraintsApplied = false;
+  }
+
+  // ---- End of training rules ----
 
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor {
     if (Array.isArray(inputs) && inputs.length !== 1) {
@@ -271,6 +318,7 @@ export abstract class NormalizationLayer extends tfl.layers.Layer {
       throw new Error(`${this.describeLayer()}: input dtype must be float32; received ${x.dtype}.`);
     }
     const training = this.isTraining(kwargs);
+    if (training) this.projectBeforeTraining();
     return tf.tidy(() => this.normalize(x, training));
   }
 

@@ -180,10 +180,10 @@ describe('BatchNormLayer fixes over the built-in layer', () => {
     });
   }
 
-  it('a training batch with one value per channel is a clear error', () => {
-    const layer = layerFor([1, 4], -1);
+  it('with throwOnSingleValueBatch, a training batch with one value per channel is a clear error', () => {
+    const layer = layerFor([1, 4], -1, {throwOnSingleValueBatch: true});
     expect(() => layer.apply(tf.ones([1, 4]), {training: true}))
-        .toThrow(/BatchNormLayer '.*': training needs more than one value per channel.*\[1, 4\]/);
+        .toThrow(/BatchNormLayer '.*': a training batch of input shape \[1, 4\] holds one value per channel/);
     // Inference with batch 1 is fine, and batch 1 with spatial dims trains.
     expect((layer.apply(tf.ones([1, 4])) as tf.Tensor).shape).toEqual([1, 4]);
     const conv = layerFor([1, 2, 2, 3], -1);

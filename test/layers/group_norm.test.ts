@@ -28,6 +28,8 @@ function built(shape: number[], args: Record<string, unknown>): GroupNormLayer {
 describe('GroupNormLayer forward against a float64 reference', () => {
   for (const {shape, axis} of SHAPES) {
     for (const groups of [1, 2, 6, -1]) {
+      // Groups of one value per sample are refused (test/layers/group_norm_degenerate.test.ts).
+      if (shape.length === 2 && groups !== 1 && groups !== 2) continue;
       it(`shape [${shape}] axis ${axis} groups ${groups}: training and inference give the reference`, () => {
         const a = positive(axis, shape.length);
         const xData = randomData(size(shape), shape.length + groups + 10, 3, 2);

@@ -85,6 +85,9 @@ const resolved = (c: Case) => c.axis < 0 ? c.axis + c.shape.length : c.axis;
 const channelsOf = (c: Case) => c.shape[resolved(c)];
 const valuesPerChannel = (c: Case) => sizeOf(c.shape) / channelsOf(c);
 const shortName = (w: tfl.LayerVariable) => w.originalName.split('/').pop()!;
+/** GN whose groups hold one value per sample (Wu & He: the output would be β whatever x): refused at build. */
+const oneValueGroups = (c: Case) => c.kind === 'GN' &&
+    channelsOf(c) / (c.groups === -1 ? channelsOf(c) : c.groups!) * valuesPerChannel(c) / c.shape[0] === 1;
 
 function layerFor(c: Case): NormalizationLayer {
   const common = {axis: c.axis, epsilon: c.epsilon, center: c.center, scale: c.scale};
@@ -165,23 +168,35 @@ function reference(c: Case, x: Ref, w: Record<string, number[]>, fixed?: Step['f
   };
 }
 
-/** The documented error for batch statistics with one value per channel. */
-const ONE_VALUE = /(BatchNormLayer|BatchRenormLayer) '.*': training needs more than one value per channel/;
+/**
+ * BN and BRN with one value per channel in training: normalized with the moving
+ * statistics, every weight unchanged (the documented default).
+ */
+function oneValueReference(c: Case, x: Ref, w: Record<string, number[]>): Step {
+  const ch = channelsOf(c);
+  return {
+    y: normalizeRef(x, resolved(c), w.moving_mean, w.moving_variance, c.epsilon,
+        w.gamma ?? new Array(ch).fill(1), w.beta ?? new Array(ch).fill(0)),
+    weights: w,
+  };
+}
 
 function checkForward(c: Case): void {
   const before = tf.memory().numTensors;
+  if (oneValueGroups(c)) {
+    expect(() => makeLayer(c)).toThrow(/each group holds one value per sample/);
+    expect(tf.memory().numTensors).toBe(before);
+    return;
+  }
   const {layer, weights} = makeLayer(c);
   const x = inputOf(c);
   const xT = tf.tensor(x, c.shape);
   try {
-    if (c.kind !== 'GN' && valuesPerChannel(c) < 2) {
-      expect(() => layer.apply(xT, {training: true})).toThrow(ONE_VALUE);
-      return;
-    }
     const y = layer.apply(xT, {training: true}) as tf.Tensor;
     const got = y.dataSync();
     y.dispose();
-    const expected = reference(c, ref(c.shape, x), weights);
+    const expected = c.kind !== 'GN' && valuesPerChannel(c) < 2 ?
+        oneValueReference(c, ref(c.shape, x), weights) : reference(c, ref(c.shape, x), weights);
     expect(maxRelError(got, expected.y.data)).toBeLessThan(1e-4);
     // Lists the weights off by more than 1e-4 relative, by name.
     const after = weightValues(layer);
@@ -258,12 +273,15 @@ describe.each(['cpu', 'wasm'])('properties on the %s backend', (backend) => {
     });
 
     it(`${kind}: dx, dgamma, dbeta match finite differences of the float64 reference`, () => {
-      const trainable = caseArb(kind, 6, 3).filter((c) => kind === 'GN' || valuesPerChannel(c) >= 2);
-      fc.assert(fc.property(trainable, checkGradients), {numRuns: 25, examples: regressions(kind)});
+      const trainable = caseArb(kind, 6, 3).filter((c) =>
+        kind === 'GN' ? !oneValueGroups(c) : valuesPerChannel(c) >= 2);
+      fc.assert(fc.property(trainable, checkGradients),
+          {numRuns: 25, examples: regressions(kind).filter(([c]) => !oneValueGroups(c))});
     });
   }
 
-  it('BN and BRN with one value per channel throw the documented error; GN trains', () => {
+  it('BN and BRN with one value per channel use the moving statistics and keep them; GN trains unless ' +
+      'its groups hold one value', () => {
     const oneValue = fc.constantFrom<Kind>(...KINDS).chain((kind) => caseArb(kind, 1, 1));
     fc.assert(fc.property(oneValue, (c) => {
       expect(valuesPerChannel(c)).toBe(1);
