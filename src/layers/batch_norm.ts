@@ -18,7 +18,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import {batchNormInference, batchNormTraining, BatchNormTrainingResult} from '../kernels/batch_norm';
+import {batchNormInference, BatchNormTrainingResult} from '../kernels/batch_norm';
+import {checkMask, maskedBatchNormTraining, unmaskedCount} from '../kernels/masked_moments';
 import {checkBoolean, checkNumber, Identifier, Initializer, resolveInitializer, serialize} from './config';
 import {NormalizationLayer, NormalizationLayerArgs, StatisticWeight} from './normalization_layer';
 
@@ -74,21 +75,41 @@ export class BatchNormLayer extends NormalizationLayer {
         this.movingVarianceInitializer, undefined, false);
   }
 
-  protected override normalize(x: tf.Tensor, training: boolean): tf.Tensor {
+  protected override normalize(x: tf.Tensor, training: boolean, mask: tf.Tensor | null): tf.Tensor {
+    if (mask != null) checkMask(this.describeLayer(), mask, x.shape, this.channelAxis);
     if (!training) {
       return batchNormInference(x, this.movingMean.read() as tf.Tensor1D,
           this.movingVariance.read() as tf.Tensor1D, this.gammaValue(), this.betaValue(),
           this.channelAxis, this.epsilon);
     }
+    if (mask != null) return this.normalizeMasked(x, mask);
     const count = this.valuesPerChannel(x);
-    const batch = this.normalizeBatch(x);
+    const batch = this.normalizeBatch(x, null);
     this.updateStatistics(batch, count);
     return batch.y;
   }
 
-  /** Training forward pass with the batch's own statistics. Subclasses change the formula here. */
-  protected normalizeBatch(x: tf.Tensor): BatchNormTrainingResult {
-    return batchNormTraining(x, this.gammaValue(), this.betaValue(), {axis: this.channelAxis, epsilon: this.epsilon});
+  /**
+   * Training with a mask (Keras 3): batch statistics over the unmasked positions
+   * only (../kernels/masked_moments.ts), the moving statistics updated from them
+   * with m = the unmasked count. Fewer than two unmasked values: the one-value
+   * rule (`hasBatchStatistics`).
+   */
+  private normalizeMasked(x: tf.Tensor, mask: tf.Tensor): tf.Tensor {
+    const count = unmaskedCount(mask);
+    if (!hasBatchStatistics(count)) return this.normalize(x, false, null);
+    const batch = this.normalizeBatch(x, mask);
+    this.updateStatistics(batch, count);
+    return batch.y;
+  }
+
+  /**
+   * Training forward pass with the batch's own statistics, over the unmasked
+   * positions when `mask` is given. Subclasses change the formula here.
+   */
+  protected normalizeBatch(x: tf.Tensor, mask: tf.Tensor | null): BatchNormTrainingResult {
+    return maskedBatchNormTraining(x, this.gammaValue(), this.betaValue(),
+        {axis: this.channelAxis, epsilon: this.epsilon}, mask);
   }
 
   /** Moving-average update of the statistics after a training step. */
@@ -124,6 +145,16 @@ export class BatchNormLayer extends NormalizationLayer {
   }
 }
 tf.serialization.registerClass(BatchNormLayer);
+
+/**
+ * The one-value rule for a masked training batch: fewer than two unmasked
+ * values per channel give no usable variance, so the layer normalizes with its
+ * moving statistics and leaves them unchanged (issue 11 item 2's default; the
+ * `train` branch implements the same rule for unmasked batches).
+ */
+export function hasBatchStatistics(count: number): boolean {
+  return count >= 2;
+}
 
 /** variable ← momentum·variable + (1 − momentum)·value. */
 export function movingAverage(variable: tfl.LayerVariable, value: tf.Tensor, momentum: number): void {

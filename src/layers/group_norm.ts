@@ -47,6 +47,8 @@ export class GroupNormLayer extends NormalizationLayer {
     this.groupCount = resolveGroups(this.describeLayer(), this.groups, channels);
   }
 
+  // A mask passes through and the statistics ignore it, as Keras 3's GroupNormalization
+  // (supports_masking = True; `def call(self, inputs):` takes no mask).
   protected override normalize(x: tf.Tensor): tf.Tensor {
     return groupNorm(x, this.gammaValue(), this.betaValue(),
         {axis: this.channelAxis, groups: this.groupCount, epsilon: this.epsilon}).y;

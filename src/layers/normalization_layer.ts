@@ -16,7 +16,7 @@
  *    (moving statistics) after gamma and beta; validate shape-dependent config.
  *    `static statisticWeights(config)` names those weights, so that a model
  *    file can be checked before anything is built (src/io/validate.ts).
- *  - `normalize(x, training)`: the computation; runs inside `tf.tidy`.
+ *  - `normalize(x, training, mask)`: the computation; runs inside `tf.tidy`.
  *  - `getConfig()`: call `super.getConfig()` and add the subclass's keys.
  * Register the subclass with `tf.serialization.registerClass(MyLayer)` and give
  * it a unique `static className`.
@@ -208,9 +208,12 @@ export abstract class NormalizationLayer extends tfl.layers.Layer {
       throw new Error(`${this.describeLayer()}: input dtype must be float32; received ${x.dtype}.`);
     }
     const training = this.isTraining(kwargs);
+    // tfjs passes the incoming mask (Masking, Embedding maskZero) as kwargs.mask, one per input.
+    const masks = kwargs?.mask as tf.Tensor | tf.Tensor[] | null | undefined;
+    const mask = (Array.isArray(masks) ? masks[0] : masks) ?? null;
     this.updatingOwnWeights = true;
     try {
-      return tf.tidy(() => this.normalize(x, training));
+      return tf.tidy(() => this.normalize(x, training, mask));
     } finally {
       this.updatingOwnWeights = false;
     }
@@ -239,8 +242,11 @@ export abstract class NormalizationLayer extends tfl.layers.Layer {
         (this.constructor as typeof NormalizationLayer).nonNegativeWeights.includes(name));
   }
 
-  /** Extension point: the computation. Runs inside `tf.tidy`. */
-  protected abstract normalize(x: tf.Tensor, training: boolean): tf.Tensor;
+  /**
+   * Extension point: the computation. Runs inside `tf.tidy`. `mask` is the
+   * incoming mask (null without one); it passes on to the next layer unchanged.
+   */
+  protected abstract normalize(x: tf.Tensor, training: boolean, mask: tf.Tensor | null): tf.Tensor;
 
   /** gamma's value, or null when `scale` is off. */
   protected gammaValue(): tf.Tensor1D | null {
