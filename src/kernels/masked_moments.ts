@@ -84,7 +84,8 @@ export function maskedBatchNormTraining(
     const shifted = tf.sub(xv, paramView(roughMean));
     const meanShift: tf.Tensor1D = tf.sub(weightedMean(shifted), tf.div(tf.mul(roughMean, MASKED_COUNT_EPSILON), denominator));
     const mean: tf.Tensor1D = tf.add(roughMean, meanShift);
-    const variance = weightedMean(tf.squaredDifference(shifted, paramView(meanShift)));
+    // square(sub), not squaredDifference: tfjs 4.22's squaredDifference gradient does not reduce a broadcast input.
+    const variance = weightedMean(tf.square(tf.sub(shifted, paramView(meanShift))));
     const std: tf.Tensor1D = tf.sqrt(tf.add(variance, args.epsilon));
     let r: tf.Tensor1D = tf.onesLike(std);
     let d: tf.Tensor1D = tf.zerosLike(std);
