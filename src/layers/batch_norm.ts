@@ -11,7 +11,11 @@
  *  - `trainable: false` freezes the statistics and uses them (TF2 Keras);
  *  - `center: false` / `scale: false` work in training;
  *  - `unbiasedVariance: true` stores the Bessel-corrected variance m/(m−1)·σ²_B;
- *  - a training batch with one value per channel is an error, not garbage.
+ *  - a training batch with one value per channel is an error, not garbage;
+ *  - with a mask (`Masking`, `Embedding({maskZero: true})`) the training
+ *    statistics cover the unmasked positions only, as in Keras 3; the mask
+ *    must have the input's shape without the channel axis, dtype bool
+ *    (../kernels/masked_moments.ts).
  *
  * Reference: S. Ioffe, C. Szegedy, "Batch Normalization: Accelerating Deep
  * Network Training by Reducing Internal Covariate Shift", ICML 2015.
