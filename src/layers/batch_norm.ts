@@ -16,14 +16,19 @@
  *    normalized with the moving statistics and leaves them unchanged, where
  *    tfjs's built-in layer and Keras output β and pull the moving variance
  *    toward 0; `throwOnSingleValueBatch: true` makes it an error instead
- *    (PyTorch raises too).
+ *    (PyTorch raises too);
+ *  - with a mask (`Masking`, `Embedding({maskZero: true})`) the training
+ *    statistics cover the unmasked positions only, as in Keras 3; the mask
+ *    must have the input's shape without the channel axis, dtype bool
+ *    (../kernels/masked_moments.ts).
  *
  * Reference: S. Ioffe, C. Szegedy, "Batch Normalization: Accelerating Deep
  * Network Training by Reducing Internal Covariate Shift", ICML 2015.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import {batchNormInference, batchNormTraining, BatchNormTrainingResult, foldScaleOffset} from '../kernels/batch_norm';
+import {batchNormInference, BatchNormTrainingResult, foldScaleOffset} from '../kernels/batch_norm';
+import {checkMask, maskedBatchNormTraining, unmaskedCount} from '../kernels/masked_moments';
 import {checkBoolean, checkNumber, Identifier, Initializer, resolveInitializer, serialize} from './config';
 import {InferenceScaleOffset, NormalizationLayer, NormalizationLayerArgs, StatisticWeight} from './normalization_layer';
 
@@ -88,11 +93,13 @@ export class BatchNormLayer extends NormalizationLayer {
         this.movingVarianceInitializer, undefined, false);
   }
 
-  protected override normalize(x: tf.Tensor, training: boolean): tf.Tensor {
-    const count = x.size / x.shape[this.channelAxis];
-    // One value per channel has no batch variance: inference, statistics unchanged (or the opt-in error).
+  protected override normalize(x: tf.Tensor, training: boolean, mask: tf.Tensor | null): tf.Tensor {
+    if (mask != null) checkMask(this.describeLayer(), mask, x.shape, this.channelAxis);
+    // Values per channel behind the batch statistics: with a mask, the unmasked positions (one scalar read).
+    const count = training && mask != null ? unmaskedCount(mask) : x.size / x.shape[this.channelAxis];
+    // Fewer than two values per channel have no batch variance: inference, statistics unchanged (or the opt-in error).
     if (training && count < 2) {
-      if (this.throwOnSingleValueBatch) throw this.singleValueBatchError(x);
+      if (this.throwOnSingleValueBatch) throw this.singleValueBatchError(x, mask != null ? count : null);
       training = false;
     }
     if (!training) {
@@ -100,7 +107,7 @@ export class BatchNormLayer extends NormalizationLayer {
           this.movingVariance.read() as tf.Tensor1D, this.gammaValue(), this.betaValue(),
           this.channelAxis, this.epsilon);
     }
-    const batch = this.normalizeBatch(x);
+    const batch = this.normalizeBatch(x, mask);
     this.updateStatistics(batch, count);
     return batch.y;
   }
@@ -111,9 +118,13 @@ export class BatchNormLayer extends NormalizationLayer {
         this.gammaValue(), this.betaValue(), this.epsilon);
   }
 
-  /** Training forward pass with the batch's own statistics. Subclasses change the formula here. */
-  protected normalizeBatch(x: tf.Tensor): BatchNormTrainingResult {
-    return batchNormTraining(x, this.gammaValue(), this.betaValue(), {axis: this.channelAxis, epsilon: this.epsilon});
+  /**
+   * Training forward pass with the batch's own statistics, over the unmasked
+   * positions when `mask` is given. Subclasses change the formula here.
+   */
+  protected normalizeBatch(x: tf.Tensor, mask: tf.Tensor | null): BatchNormTrainingResult {
+    return maskedBatchNormTraining(x, this.gammaValue(), this.betaValue(),
+        {axis: this.channelAxis, epsilon: this.epsilon}, mask);
   }
 
   /** Moving-average update of the statistics after a training step. */
@@ -127,7 +138,14 @@ export class BatchNormLayer extends NormalizationLayer {
     return this.unbiasedVariance ? tf.mul(batch.variance, count / (count - 1)) : batch.variance;
   }
 
-  private singleValueBatchError(x: tf.Tensor): Error {
+  /** The opt-in error for a training batch without a batch variance; `unmasked` is the mask's count, if any. */
+  private singleValueBatchError(x: tf.Tensor, unmasked: number | null): Error {
+    if (unmasked != null) {
+      return new Error(`${this.describeLayer()}: a masked training batch of input shape [${x.shape.join(', ')}] ` +
+          `has ${unmasked} unmasked value${unmasked === 1 ? '' : 's'} per channel, so it has no batch variance, and ` +
+          `throwOnSingleValueBatch is true. Set throwOnSingleValueBatch to false (that batch then uses the moving ` +
+          `statistics and leaves them unchanged), or batch sequences so that at least two positions are unmasked.`);
+    }
     return new Error(`${this.describeLayer()}: a training batch of input shape [${x.shape.join(', ')}] holds ` +
         `one value per channel, a batch of one sample, so it has no batch variance, and throwOnSingleValueBatch ` +
         `is true. With fit this is usually the last partial batch of an epoch: a dataset of k·batchSize + 1 ` +

@@ -19,7 +19,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import {batchNormTraining, BatchNormTrainingResult} from '../kernels/batch_norm';
+import type {BatchNormTrainingResult} from '../kernels/batch_norm';
+import {maskedBatchNormTraining} from '../kernels/masked_moments';
 import {BatchNormLayer, BatchNormLayerArgs, movingAverage} from './batch_norm';
 import {checkNumber} from './config';
 import type {StatisticWeight} from './normalization_layer';
@@ -88,10 +89,10 @@ export class BatchRenormLayer extends BatchNormLayer {
     }
   }
 
-  protected override normalizeBatch(x: tf.Tensor): BatchNormTrainingResult {
+  protected override normalizeBatch(x: tf.Tensor, mask: tf.Tensor | null): BatchNormTrainingResult {
     // One scalar read per step, and only with a warm-up: the limits are kernel attributes.
     const step = this.renormStep == null ? 0 : this.renormStep.read().dataSync()[0];
-    return batchNormTraining(x, this.gammaValue(), this.betaValue(), {
+    return maskedBatchNormTraining(x, this.gammaValue(), this.betaValue(), {
       axis: this.channelAxis,
       epsilon: this.epsilon,
       renorm: {
@@ -99,7 +100,7 @@ export class BatchRenormLayer extends BatchNormLayer {
         stddev: this.renormStddev.read() as tf.Tensor1D,
         ...renormLimits(this.renormClipping, this.renormWarmup, step),
       },
-    });
+    }, mask);
   }
 
   protected override updateStatistics(batch: BatchNormTrainingResult, count: number): void {

@@ -78,6 +78,8 @@ export class GroupNormLayer extends NormalizationLayer {
     return {reason: `${this.getClassName()} uses per-sample statistics, which no kernel can absorb`};
   }
 
+  // A mask passes through and the statistics ignore it, as Keras 3's GroupNormalization
+  // (supports_masking = True; `def call(self, inputs):` takes no mask).
   protected override normalize(x: tf.Tensor): tf.Tensor {
     this.checkValuesPerGroup(x.shape);
     return groupNorm(x, this.gammaValue(), this.betaValue(),

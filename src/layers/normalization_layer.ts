@@ -20,7 +20,8 @@
  *    (moving statistics) after gamma and beta. `static statisticWeights(config)`
  *    names those weights, so that a model file can be checked before anything
  *    is built (src/io/validate.ts);
- *  - `normalize(x, training)`: the computation; runs inside `tf.tidy`;
+ *  - `normalize(x, training, mask)`: the computation; runs inside `tf.tidy`;
+ *    `mask` is the incoming mask or null;
  *  - `inferenceScaleOffset()`: the per-channel affine the layer computes in
  *    inference, or why there is none (read by `foldBatchNorm`);
  *  - `getConfig()`: call `super.getConfig()` and add the subclass's keys.
@@ -318,8 +319,11 @@ export abstract class NormalizationLayer extends tfl.layers.Layer {
       throw new Error(`${this.describeLayer()}: input dtype must be float32; received ${x.dtype}.`);
     }
     const training = this.isTraining(kwargs);
+    // tfjs passes the incoming mask (Masking, Embedding maskZero) as kwargs.mask, one per input.
+    const masks = kwargs?.mask as tf.Tensor | tf.Tensor[] | null | undefined;
+    const mask = (Array.isArray(masks) ? masks[0] : masks) ?? null;
     if (training) this.projectBeforeTraining();
-    return tf.tidy(() => this.normalize(x, training));
+    return tf.tidy(() => this.normalize(x, training, mask));
   }
 
   /**
@@ -356,8 +360,11 @@ export abstract class NormalizationLayer extends tfl.layers.Layer {
     super.setWeights(weights);
   }
 
-  /** Extension point: the computation. Runs inside `tf.tidy`. */
-  protected abstract normalize(x: tf.Tensor, training: boolean): tf.Tensor;
+  /**
+   * Extension point: the computation. Runs inside `tf.tidy`. `mask` is the
+   * incoming mask (null without one); it passes on to the next layer unchanged.
+   */
+  protected abstract normalize(x: tf.Tensor, training: boolean, mask: tf.Tensor | null): tf.Tensor;
 
   /**
    * Extension point: what the layer computes in inference as a per-channel

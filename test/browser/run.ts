@@ -248,22 +248,24 @@ async function webglDifferences(): Promise<{diffs: Record<string, number>; unmov
   const unmoved: string[] = [];
 
   // Every weight (gamma, beta, statistics) drawn from [0.5, 1.5]: valid for variances and stddevs too.
-  const run = async (backend: string, make: () => TF.layers.Layer): Promise<Record<string, Float32Array>> => {
+  // With `masked`, training passes a mask of the input's shape without the channel axis (about 30% false).
+  const run = async (backend: string, make: () => TF.layers.Layer, masked = false): Promise<Record<string, Float32Array>> => {
     if (!(await tf.setBackend(backend))) throw new Error(`${backend} backend did not initialize`);
     const layer = make();
+    const mask = masked ? tf.greater(tf.randomUniform(shape.slice(0, -1), 0, 1, 'float32', 13), 0.3) : undefined;
     const x = tf.variable(tf.tensor(xData, shape));
     const w = tf.tensor(upstream, shape);
     layer.build(shape);
     const values = layer.weights.map((v, i) => tf.randomUniform(v.shape as number[], 0.5, 1.5, 'float32', 20 + i));
     layer.setWeights(values);
     const inference = layer.apply(x) as TF.Tensor;
-    const training = layer.apply(x, {training: true}) as TF.Tensor;
+    const training = layer.apply(x, {training: true, mask}) as TF.Tensor;
     const statistics = layer.nonTrainableWeights.map((v) => v.read().dataSync() as Float32Array);
     statistics.forEach((s, i) => {
       if (maxDiff(s, values[layer.weights.indexOf(layer.nonTrainableWeights[i])]) < 1e-3) unmoved.push(layer.name);
     });
     const trainable = layer.trainableWeights.map((v) => v.read() as TF.Variable);
-    const {grads} = tf.variableGrads(() => tf.sum(tf.mul(layer.apply(x, {training: true}) as TF.Tensor, w)) as TF.Scalar,
+    const {grads} = tf.variableGrads(() => tf.sum(tf.mul(layer.apply(x, {training: true, mask}) as TF.Tensor, w)) as TF.Scalar,
         [x, ...trainable]);
     const out: Record<string, Float32Array> = {
       inference: inference.dataSync() as Float32Array, training: training.dataSync() as Float32Array,
@@ -272,7 +274,7 @@ async function webglDifferences(): Promise<{diffs: Record<string, number>; unmov
       dbeta: grads[trainable[1].name].dataSync() as Float32Array,
     };
     statistics.forEach((s, i) => { out[`statistic${i}`] = s; });
-    tf.dispose([x, w, inference, training, ...values, ...Object.values(grads)]);
+    tf.dispose([x, w, inference, training, ...values, ...Object.values(grads), ...(mask ? [mask] : [])]);
     layer.weights.forEach((v) => v.dispose());
     return out;
   };
@@ -290,6 +292,9 @@ async function webglDifferences(): Promise<{diffs: Record<string, number>; unmov
     momentum: 0.5, renormMomentum: 0.5, renormClipping: {rmax: 1.5, rmin: 0.7, dmax: 0.4},
   });
   compare('BatchRenorm webgl vs cpu', await run('webgl', renorm), await run('cpu', renorm));
+  const batchNorm = () => tfnorm.batchNorm({momentum: 0.5});
+  compare('BN with a mask webgl vs cpu', await run('webgl', batchNorm, true), await run('cpu', batchNorm, true));
+  compare('BatchRenorm with a mask webgl vs cpu', await run('webgl', renorm, true), await run('cpu', renorm, true));
   const group = () => tfnorm.groupNorm({groups: 3});
   compare('GroupNorm webgl vs cpu', await run('webgl', group), await run('cpu', group));
   return {diffs, unmoved};

@@ -55,11 +55,13 @@ export interface RenormConfig {
  * One Keras training step of Batch Renormalization (tf.keras 2.x
  * `_renorm_correction_and_moments` and the renorm branch of `call`), in float64.
  * `fixed` replaces the r and d it would compute (for finite differences, where
- * they are constants). Returns the output, r and d, and the updated state.
+ * they are constants); `moments` replaces the batch moments (masked moments).
+ * Returns the output, r and d, and the updated state.
  */
-export function renormStepRef(x: Ref, s: RenormState, cfg: RenormConfig, fixed?: {r: number[]; d: number[]}):
+export function renormStepRef(x: Ref, s: RenormState, cfg: RenormConfig, fixed?: {r: number[]; d: number[]},
+    moments: {mean: number[]; variance: number[]} = channelMoments(x, cfg.axis)):
     {y: Ref; r: number[]; d: number[]; next: RenormState} {
-  const {mean, variance} = channelMoments(x, cfg.axis);
+  const {mean, variance} = moments;
   const stddev = variance.map((v) => Math.sqrt(v + cfg.eps));
   const denom = s.renormStddev.map((v) => Math.max(v, Math.sqrt(cfg.eps)));
   const clip = (v: number, lo: number, hi: number) => Math.min(Math.max(v, lo), hi);
