@@ -1,4 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
+import * as fs from 'fs';
+import * as path from 'path';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {randomData, Ref} from '../helpers/reference';
 
@@ -26,4 +28,20 @@ export function denseRef(x: Ref, W: ArrayLike<number>, b: ArrayLike<number>, act
     }
   }
   return {shape: [n, units], data};
+}
+
+/** A fixture's weights by name, read from its .bin as little-endian float32, independently of tfjs. */
+export function readFixtureWeights(dir: string): Record<string, number[]> {
+  const json = JSON.parse(fs.readFileSync(path.join(dir, 'model.json'), 'utf8'));
+  const [group] = json.weightsManifest;
+  const bin = fs.readFileSync(path.join(dir, group.paths[0]));
+  const out: Record<string, number[]> = {};
+  let offset = 0;
+  for (const w of group.weights as Array<{name: string; shape: number[]}>) {
+    const size = w.shape.reduce((a, b) => a * b, 1);
+    out[w.name] = Array.from({length: size}, (_, i) => bin.readFloatLE(offset + 4 * i));
+    offset += 4 * size;
+  }
+  if (offset !== bin.length) throw new Error(`${dir}: the manifest declares ${offset} bytes, the .bin holds ${bin.length}`);
+  return out;
 }
