@@ -6,7 +6,7 @@ import {
   fileSystem, fromKeras, GroupNormLayer, registerKerasAliases, unregisterKerasAliases,
 } from '../../src/io';
 import {maxRelError, normalizeRef, randomData, Ref} from '../helpers/reference';
-import {denseRef, readFixtureWeights} from './helpers';
+import {convRef, denseRef, readFixtureWeights} from './helpers';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'keras');
 const EPS = 0.001;
@@ -14,33 +14,6 @@ const EPS = 0.001;
 const fixtureWeights = (name: string) => readFixtureWeights(path.join(FIXTURES, name));
 
 const load = (name: string) => tfl.loadLayersModel(fileSystem(path.join(FIXTURES, name)));
-
-/** Valid 2-D convolution, stride 1, NHWC input, kernel [kh, kw, in, out]. */
-function conv2dRef(x: Ref, kernel: number[], kernelShape: number[], b: number[]): Ref {
-  const [n, h, w, cin] = x.shape;
-  const [kh, kw, , cout] = kernelShape;
-  const oh = h - kh + 1;
-  const ow = w - kw + 1;
-  const data = new Float64Array(n * oh * ow * cout);
-  for (let s = 0; s < n; s++) {
-    for (let i = 0; i < oh; i++) {
-      for (let j = 0; j < ow; j++) {
-        for (let o = 0; o < cout; o++) {
-          let acc = b[o];
-          for (let di = 0; di < kh; di++) {
-            for (let dj = 0; dj < kw; dj++) {
-              for (let c = 0; c < cin; c++) {
-                acc += x.data[((s * h + i + di) * w + j + dj) * cin + c] * kernel[((di * kw + dj) * cin + c) * cout + o];
-              }
-            }
-          }
-          data[((s * oh + i) * ow + j) * cout + o] = acc;
-        }
-      }
-    }
-  }
-  return {shape: [n, oh, ow, cout], data};
-}
 
 /** Keras GroupNormalization on the last axis: statistics per sample and group over all other axes. */
 function groupNormRef(x: Ref, groups: number, gamma: number[], beta: number[], eps: number): Ref {
@@ -102,7 +75,7 @@ describe('tf.keras 2.x BatchNormalization with registerKerasAliases()', () => {
     expect(bn.axis).toBe(3);
     const w = fixtureWeights('tf2_conv_bn');
     const {x, ref} = input([2, 4, 4, 2], 2);
-    const z = conv2dRef(ref, w['conv2d/kernel'], [2, 2, 2, 3], w['conv2d/bias']);
+    const z = convRef(ref, w['conv2d/kernel'], 2, 2, 3, 'valid', false, w['conv2d/bias']);
     const b = (n: string) => w[`batch_normalization/${n}`];
     expectClose(model, x, normalizeRef(z, 3, b('moving_mean'), b('moving_variance'), EPS, b('gamma'), b('beta')));
   });

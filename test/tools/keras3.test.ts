@@ -4,45 +4,12 @@ import * as fs from 'fs';
 import * as path from 'path';
 import {fileSystem, fromKeras, kerasArtifacts, loadKerasModel, NormalizationConfigError} from '../../src/io';
 import {maxRelError, normalizeRef, randomData, Ref} from '../helpers/reference';
-import {denseRef, readFixtureWeights} from './helpers';
+import {convRef, denseRef, readFixtureWeights} from './helpers';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'keras3');
 const EPS = 0.001;
 const load = (name: string) => tfl.loadLayersModel(fromKeras(fileSystem(path.join(FIXTURES, name))));
 const modelJson = (name: string) => JSON.parse(fs.readFileSync(path.join(FIXTURES, name, 'model.json'), 'utf8'));
-
-/** Stride-1 NHWC convolution without bias, 'valid' or 'same' (odd kernels); `depthwise` uses kernel [kh, kw, C, 1]. */
-function convRef(x: Ref, kernel: number[], kh: number, kw: number, cout: number, padding: 'valid' | 'same',
-    depthwise = false): Ref {
-  const [n, h, w, cin] = x.shape;
-  const pad = padding === 'same' ? (kh - 1) / 2 : 0;
-  const oh = h - kh + 1 + 2 * pad;
-  const ow = w - kw + 1 + 2 * pad;
-  const data = new Float64Array(n * oh * ow * cout);
-  for (let s = 0; s < n; s++) {
-    for (let i = 0; i < oh; i++) {
-      for (let j = 0; j < ow; j++) {
-        for (let o = 0; o < cout; o++) {
-          let acc = 0;
-          for (let di = 0; di < kh; di++) {
-            for (let dj = 0; dj < kw; dj++) {
-              const r = i + di - pad;
-              const c = j + dj - pad;
-              if (r < 0 || r >= h || c < 0 || c >= w) continue;
-              for (let q = 0; q < cin; q++) {
-                if (depthwise && q !== o) continue;
-                const k = depthwise ? (di * kw + dj) * cin + q : ((di * kw + dj) * cin + q) * cout + o;
-                acc += x.data[((s * h + r) * w + c) * cin + q] * kernel[k];
-              }
-            }
-          }
-          data[((s * oh + i) * ow + j) * cout + o] = acc;
-        }
-      }
-    }
-  }
-  return {shape: [n, oh, ow, cout], data};
-}
 
 const relu6 = (x: Ref): Ref => ({shape: x.shape, data: x.data.map((v) => Math.min(Math.max(v, 0), 6))});
 
@@ -109,7 +76,7 @@ describe('Keras 3 layers-model files through fromKeras', () => {
     const shared = model.getLayer('shared').getConfig();
     expect(shared.kernelRegularizer).toEqual({className: 'L1L2', config: {l1: 0.001, l2: 0}});
     expect(shared.kernelConstraint).toEqual({className: 'MaxNorm', config: {maxValue: 3, axis: 0}});
-    expect(shared.dtype).toBe('float32');
+    expect(model.getLayer('shared').getWeights().map((v) => v.dtype)).toEqual(['float32', 'float32']);
     expect(model.getLayer('bn').getConfig().gammaRegularizer).toEqual({className: 'L1L2', config: {l1: 0, l2: 0.001}});
   });
 
@@ -143,6 +110,9 @@ describe('kerasArtifacts (the pure transform)', () => {
     expect(layers.find((l) => l.name === 'add')!.inbound_nodes).toEqual([[['shared', 0, 0, {}], ['shared', 1, 0, {}]]]);
     expect(layers.find((l) => l.name === 'shared')!.inbound_nodes).toEqual([[['dense_a', 0, 0, {}]], [['input_b', 0, 0, {}]]]);
     expect(config.output_layers).toEqual([['bn', 0, 0], ['head', 1, 0]]);
+    // The mixed_float16 policy keeps float32 variables; tfjs computes in float32.
+    expect((layers.find((l) => l.name === 'shared') as unknown as {config: {dtype: unknown}}).config.dtype)
+        .toBe('float32');
     const flat = kerasArtifacts(artifactsOf(modelJson('mobilenet_sequential')));
     const base = (flat.modelTopology as {model_config: {config: {layers: Array<{config: Record<string, unknown>}>}}})
         .model_config.config.layers[0].config;
