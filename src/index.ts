@@ -26,6 +26,8 @@ export {groupNorm as groupNormOp, GroupNormArgs, GroupNormResult} from './kernel
 // Deployment tools.
 export {foldBatchNorm, FoldResult} from './tools/fold';
 export {recalibrateStatistics, CalibrationBatch, DatasetLike, RecalibrationResult} from './tools/recalibrate';
+// In Node, file:// without tfjs-normalization/node fails naming that entry (nothing in browsers).
+import './io/file_url_hint';
 // Checking untrusted model files before tfjs builds anything.
 export {checked, validateModelArtifacts} from './io/validate';
 // Keras interop: BatchNormalization aliasing and Keras 3 files are opt-in; importing changes no tfjs class.

@@ -23,6 +23,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {promises as fsp} from 'fs';
 import * as nodePath from 'path';
+import {disableFileUrlHint} from './file_url_hint';
 import {validateModelArtifacts} from './validate';
 
 export const MODEL_JSON = 'model.json';
@@ -260,6 +261,8 @@ let registered = false;
  */
 export function registerFileSystemRouters(): boolean {
   if (registered) return true;
+  // The main entry's file:// hint (src/io/file_url_hint.ts) gives way to real routers.
+  disableFileUrlHint();
   const probe = FILE_SCHEME + 'probe';
   if (tf.io.getSaveHandlers(probe).length > 0 || tf.io.getLoadHandlers(probe).length > 0) return false;
   // tfjs's IORouter type omits the null every router returns for URLs it does not handle.
