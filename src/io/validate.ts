@@ -56,6 +56,18 @@ export function validateModelArtifacts(artifacts: tf.io.ModelArtifacts): void {
   for (const layer of modelLayers(topology as Json)) checkLayer(layer, byName, data);
 }
 
+/**
+ * The distinct class names of NormalizationLayer layers (this package's and
+ * subclasses of it) in a topology, nested models included: what a process
+ * must have registered, by importing this package, to load the model.
+ */
+export function normalizationClassNames(topology: unknown): string[] {
+  if (topology == null || typeof topology !== 'object' || topology instanceof ArrayBuffer) return [];
+  const names = modelLayers(topology as Json).map((l) => l.class_name)
+      .filter((c): c is string => normalizationClass(c) != null);
+  return [...new Set(names)];
+}
+
 /** Wraps an IOHandler so that `load()` runs `validateModelArtifacts` before tfjs builds the model. */
 export function checked(handler: tf.io.IOHandler): tf.io.IOHandler {
   if (handler == null || typeof handler.load !== 'function') {
@@ -155,8 +167,16 @@ function normalizationClass(className: unknown): typeof NormalizationLayer | nul
 
 function checkLayer(layer: Json, byName: Map<string, Located>, data: tf.io.CompositeArrayBuffer): void {
   const cls = normalizationClass(layer.class_name);
-  if (cls == null) return;
   const config = (layer.config ?? {}) as Json;
+  if (cls == null) {
+    if (layer.class_name === 'BatchNormalization' && config.renorm === true) {
+      // tfjs's built-in layer ignores renorm and has no variables for its three extra weights.
+      throw new Error(`BatchNormalization '${String(config.name)}' has renorm: true, which tfjs's built-in ` +
+          'BatchNormalization does not compute (and it has no moving_stddev, renorm_mean, renorm_stddev); call ' +
+          'registerKerasAliases() from tfjs-normalization before loading, so that it loads as BatchRenormLayer.');
+    }
+    return;
+  }
   const name = String(config.name ?? layer.name);
   const describe = `${layer.class_name} '${name}'`;
   const expected = cls.savedWeights(config);

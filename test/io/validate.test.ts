@@ -330,6 +330,13 @@ describe('classes whose weights the validator cannot know, and nested models', (
     const inner = tfl.sequential({name: 'inner', layers: [new BatchNormLayer({name: 'inner_bn', inputShape: [3]})]});
     const model = tfl.sequential({layers: [inner, tfl.layers.dense({units: 2, name: 'out'})]});
     const f = await saved(model, 'nested');
+    // fileSystem records what the file needs, at any depth; tfjs ignores the key.
+    expect((f.modelJSON as {tfjsNormalization?: {layerClasses: string[]; howToLoad: string}}).tfjsNormalization)
+        .toEqual({layerClasses: ['BatchNormLayer'], howToLoad: expect.stringMatching(
+            /importing tfjs-normalization .*without it tfjs fails with "Unknown layer: BatchNormLayer"/)});
+    const plain = tfl.sequential({layers: [tfl.layers.dense({units: 1, inputShape: [2]})]});
+    expect(await saved(plain, 'plain').then((p) => 'tfjsNormalization' in p.modelJSON)).toBe(false);
+    plain.dispose();
     const loaded = await load('checked', clone(f), models.scratch);
     expectIdenticalWeights(model, loaded);
     loaded.dispose();

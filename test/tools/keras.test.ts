@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
+import * as fs from 'fs';
 import * as path from 'path';
 import {
   AddonsGroupNormalization, AddonsInstanceNormalization, BatchNormLayer, BatchRenormLayer, batchNormFromKerasConfig,
@@ -102,8 +103,17 @@ describe('tf.keras 2.x BatchNormalization with registerKerasAliases()', () => {
         '(virtual_batch_size) is not supported');
   });
 
-  it('without the aliases, tfjs fails on the renorm weights (the reason to opt in), and unregister restores tfjs', async () => {
-    await expect(load('tf2_dense_renorm')).rejects.toThrow(/Provided weight data has no target variable/);
+  it('without the aliases, tfjs fails on the renorm weights (the reason to opt in), the package\'s loaders say ' +
+      'what to call, and unregister restores tfjs', async () => {
+    await expect(load('tf2_dense_renorm')).rejects.toThrow("BatchNormalization 'batch_normalization' has renorm: " +
+        "true, which tfjs's built-in BatchNormalization does not compute (and it has no moving_stddev, renorm_mean, " +
+        'renorm_stddev); call registerKerasAliases() from tfjs-normalization before loading');
+    const json = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'tf2_dense_renorm', 'model.json'), 'utf8'));
+    const weights = fs.readFileSync(path.join(FIXTURES, 'tf2_dense_renorm', json.weightsManifest[0].paths[0]));
+    await expect(tfl.loadLayersModel(tf.io.fromMemory({
+      modelTopology: json.modelTopology, weightSpecs: json.weightsManifest[0].weights,
+      weightData: new Uint8Array(weights).buffer,
+    }))).rejects.toThrow(/Provided weight data has no target variable/);
     registerKerasAliases();
     unregisterKerasAliases();
     const registered = tf.serialization.SerializationMap.getMap().classNameMap['BatchNormalization'][0];
