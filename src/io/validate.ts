@@ -21,7 +21,10 @@
  *    its own `statisticWeights` or `savedWeights`. A user's subclass that adds
  *    a weight in `buildStatistics` without declaring it is not refused: its
  *    undeclared float32 weights are checked for finite values only (tfjs
- *    checks their shapes when it writes them).
+ *    checks their shapes when it writes them);
+ *  - Keras 3 files (keras_version 3.x) get the manifest checks only: their
+ *    weight names are variable paths until `fromKeras` rewrites them, and
+ *    `fromKeras` checks the rewritten artifacts.
  *
  * Browser-safe (no `fs`): `checked(handler)` wraps any IOHandler, e.g.
  * `tf.io.fromMemory` or `tf.io.browserFiles`; `fileSystem` validates on its own.
@@ -52,6 +55,8 @@ export function validateModelArtifacts(artifacts: tf.io.ModelArtifacts): void {
   const weights = locate(artifacts.weightSpecs ?? [], data);
   const topology = artifacts.modelTopology;
   if (topology == null || topology instanceof ArrayBuffer) return;
+  // Keras 3 weight names are variable paths, not tfjs's: fromKeras checks the layers after rewriting them.
+  if (isKeras3Topology(topology)) return;
   const byName = new Map(weights.map((w) => [w.spec.name, w]));
   for (const layer of modelLayers(topology as Json)) checkLayer(layer, byName, data);
 }
@@ -66,6 +71,12 @@ export function normalizationClassNames(topology: unknown): string[] {
   const names = modelLayers(topology as Json).map((l) => l.class_name)
       .filter((c): c is string => normalizationClass(c) != null);
   return [...new Set(names)];
+}
+
+/** Whether a model.json's topology was written by Keras 3 (keras_version 3.x; see src/tools/keras3.ts). */
+export function isKeras3Topology(topology: unknown): boolean {
+  const version = (topology as Json | null)?.keras_version;
+  return typeof version === 'string' && /^3\./.test(version);
 }
 
 /** Wraps an IOHandler so that `load()` runs `validateModelArtifacts` before tfjs builds the model. */

@@ -48,7 +48,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import {validateModelArtifacts} from '../io/validate';
+import {isKeras3Topology, validateModelArtifacts} from '../io/validate';
 import {configError} from '../layers/config';
 
 type Json = Record<string, unknown>;
@@ -68,11 +68,6 @@ const DTYPES: Record<string, string> = {
 
 const isObject = (value: unknown): value is Json =>
   value != null && typeof value === 'object' && !Array.isArray(value);
-
-/** Whether a model.json's topology was written by Keras 3 (keras_version 3.x). */
-export function isKeras3Topology(topology: unknown): boolean {
-  return isObject(topology) && typeof topology.keras_version === 'string' && /^3\./.test(topology.keras_version);
-}
 
 /**
  * Keras 3 artifacts rewritten for tfjs (see the module comment); other

@@ -2,7 +2,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import * as fs from 'fs';
 import * as path from 'path';
-import {fileSystem, fromKeras, kerasArtifacts, loadKerasModel, NormalizationConfigError} from '../../src/io';
+import {
+  BatchNormLayer, fileSystem, fromKeras, kerasArtifacts, loadKerasModel, NormalizationConfigError, registerKerasAliases,
+  unregisterKerasAliases,
+} from '../../src/io';
 import {maxRelError, normalizeRef, randomData, Ref} from '../helpers/reference';
 import {convRef, denseRef, readFixtureWeights} from './helpers';
 
@@ -36,10 +39,13 @@ function expectClose(y: tf.Tensor, expected: Ref): void {
 }
 
 describe('Keras 3 layers-model files through fromKeras', () => {
-  it('Sequential([Functional base (Conv2D, BN, ReLU, nested Sequential with DepthwiseConv2D), GAP, Dense]) ' +
-      'predicts within 1e-5 of a float64 reference', async () => {
+  it.each([false, true])('Sequential([Functional base (Conv2D, BN, ReLU, nested Sequential with DepthwiseConv2D), ' +
+      'GAP, Dense]) predicts within 1e-5 of a float64 reference (registerKerasAliases: %s)', async (aliases) => {
     const before = tf.memory().numTensors;
-    const model = await load('mobilenet_sequential');
+    if (aliases) registerKerasAliases();
+    const model = await load('mobilenet_sequential').finally(() => unregisterKerasAliases());
+    const base = model.getLayer('mobilenet_like_base') as tfl.LayersModel;
+    expect(base.getLayer('conv1_bn') instanceof BatchNormLayer).toBe(aliases);
     const w = readFixtureWeights(path.join(FIXTURES, 'mobilenet_sequential'));
     const {x, ref} = input([2, 6, 6, 3], 1);
     let z = relu6(bnRef(convRef(ref, w['conv1/kernel'], 3, 3, 4, 'valid'), w, 'conv1_bn'));
@@ -50,7 +56,6 @@ describe('Keras 3 layers-model files through fromKeras', () => {
     const y = model.predict(x) as tf.Tensor;
     expectClose(y, expected);
     // Every stored weight went to the variable of its Keras 3 path.
-    const base = model.getLayer('mobilenet_like_base') as tfl.LayersModel;
     const block = base.getLayer('block') as tfl.LayersModel;
     expect(Array.from(block.getLayer('dw').getWeights()[0].dataSync())).toEqual(w['block/dw/kernel']);
     tf.dispose([x, y]);
