@@ -55,6 +55,8 @@ type Json = Record<string, unknown>;
 
 /** Class names of models (containers), whose configs hold layers. */
 const MODEL_CLASSES = ['Sequential', 'Functional', 'Model'];
+/** Config keys that hold a whole layer config (wrappers, RNN cells). */
+const WRAPPED = ['layer', 'backward_layer', 'cell'];
 /** Keras 3 object names → tfjs's, where they differ. */
 const RENAMED: Record<string, string> = {
   LecunNormal: 'LeCunNormal', LecunUniform: 'LeCunUniform', IdentityInitializer: 'Identity',
@@ -150,11 +152,12 @@ function convertLayer(entry: Json, context: Context, classOf?: Map<string, strin
   if (className === 'DepthwiseConv2D') context.depthwise.add(name);
   if (MODEL_CLASSES.includes(String(className))) {
     context.models.add(name);
-    const layers = (out.config as Json).layers as Json[];
+    const layers = (out.config as Json).layers;
     const buildShape = (isObject(entry.build_config) ? entry.build_config.input_shape : undefined) ??
         config.build_input_shape;
-    if (className === 'Sequential' && layers.length > 0 && layers[0].class_name !== 'InputLayer' &&
-        Array.isArray(buildShape)) {
+    // A first layer that is a model brings its own inputs.
+    if (className === 'Sequential' && Array.isArray(layers) && layers.length > 0 &&
+        !['InputLayer', ...MODEL_CLASSES].includes(String(layers[0].class_name)) && Array.isArray(buildShape)) {
       const first = layers[0].config as Json;
       if (first.batch_input_shape == null) first.batch_input_shape = buildShape;
     }
@@ -167,7 +170,10 @@ function convertConfig(where: string, className: string, config: Json, context: 
   for (const [key, value] of Object.entries(config)) {
     if (key === 'dtype') out.dtype = convertDtype(where, value);
     else if (/_(initializer|regularizer|constraint)$/.test(key)) out[key] = convertObject(where, key, value);
-    else out[key] = value;
+    // The inner layer of a wrapper (TimeDistributed, Bidirectional) or an RNN's cell is a layer config too.
+    else if (WRAPPED.includes(key) && isObject(value) && typeof value.class_name === 'string') {
+      out[key] = convertLayer(value, context);
+    } else out[key] = value;
   }
   if (MODEL_CLASSES.includes(className) && Array.isArray(config.layers)) {
     const classOf = new Map<string, string>();

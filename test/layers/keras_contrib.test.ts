@@ -59,7 +59,6 @@ describe('keras-contrib InstanceNormalization', () => {
       tf.dispose(y);
       expect(tf.memory().numTensors).toBe(before);
       tf.dispose(x);
-      layer.dispose();
     });
   }
 

@@ -134,6 +134,23 @@ describe('kerasArtifacts (the pure transform)', () => {
     return artifactsOf(json);
   }
 
+  it('rewrites the layer inside a wrapper (TimeDistributed) as any other layer', () => {
+    const policy = {module: 'keras', class_name: 'DTypePolicy', config: {name: 'mixed_float16'}, registered_name: null};
+    const wrapped = withLayer((layers) => {
+      layers[2].class_name = 'TimeDistributed';
+      layers[2].config = {name: 'dense_a', dtype: policy, layer: {module: 'keras.layers', class_name: 'Dense',
+        config: {name: 'inner', units: 3, dtype: policy,
+          kernel_regularizer: {module: 'keras.regularizers', class_name: 'L2', config: {l2: 0.5}}},
+        registered_name: null}};
+    });
+    const out = kerasArtifacts(wrapped);
+    const layer = (out.modelTopology as {model_config: {config: {layers: Array<{config: Record<string, any>}>}}})
+        .model_config.config.layers[2].config;
+    expect(layer.dtype).toBe('float32');
+    expect(layer.layer).toEqual({class_name: 'Dense', config: {name: 'inner', units: 3, dtype: 'float32',
+      kernel_regularizer: {class_name: 'L1L2', config: {l1: 0, l2: 0.5}}}});
+  });
+
   it('fails naming the layer, key and why for what tfjs cannot honour', () => {
     const orthogonal = withLayer((layers) => {
       layers[2].config.kernel_regularizer =
