@@ -14,6 +14,9 @@ export {BatchRenormLayer, BatchRenormLayerArgs, RenormClipping, RenormWarmup} fr
 export {
   GroupNormLayer, GroupNormLayerArgs, AddonsGroupNormalization, AddonsInstanceNormalization,
 } from './layers/group_norm';
+export {
+  KerasContribInstanceNormalization, KerasContribInstanceNormalizationArgs,
+} from './layers/keras_contrib';
 export {batchNorm, batchRenorm, groupNorm, instanceNorm} from './layers/factories';
 // Frozen containers and constraints in training; importing registers the fit/fitDataset callback.
 export {
@@ -28,7 +31,10 @@ export {groupNorm as groupNormOp, GroupNormArgs, GroupNormResult} from './kernel
 // Deployment tools.
 export {foldBatchNorm, FoldResult} from './tools/fold';
 export {recalibrateStatistics, CalibrationBatch, DatasetLike, RecalibrationResult} from './tools/recalibrate';
+// In Node, file:// without tfjs-normalization/node fails naming that entry (nothing in browsers).
+import './io/file_url_hint';
 // Checking untrusted model files before tfjs builds anything.
 export {checked, validateModelArtifacts} from './io/validate';
-// Keras interop: importing registers Keras 3 InputLayer support; BatchNormalization aliasing is opt-in.
+// Keras interop: BatchNormalization aliasing and Keras 3 files are opt-in; importing changes no tfjs class.
 export {registerKerasAliases, unregisterKerasAliases, batchNormFromKerasConfig} from './tools/keras';
+export {fromKeras, kerasArtifacts, loadKerasModel} from './tools/keras3';

@@ -5,7 +5,10 @@
  * Layout, as tfjs-node writes it, so files move between the two:
  *   <dir>/model.json   {modelTopology, format, generatedBy, convertedBy,
  *                       weightsManifest: [{paths: ['weights.bin'], weights}],
- *                       trainingConfig?, signature?, userDefinedMetadata?, modelInitializer?}
+ *                       trainingConfig?, signature?, userDefinedMetadata?, modelInitializer?,
+ *                       tfjsNormalization?: {layerClasses, howToLoad}}
+ * (`tfjsNormalization`, REQUIRES_KEY, names the classes that need this package
+ * to load; tfjs ignores it.)
  *   <dir>/weights.bin  all weights, little-endian, in manifest order
  *
  * Saving is atomic per file (write a temporary file, flush, rename) and
@@ -23,11 +26,20 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {promises as fsp} from 'fs';
 import * as nodePath from 'path';
-import {validateModelArtifacts} from './validate';
+import {disableFileUrlHint} from './file_url_hint';
+import {normalizationClassNames, validateModelArtifacts} from './validate';
 
 export const MODEL_JSON = 'model.json';
 export const WEIGHTS_BIN = 'weights.bin';
 export const FILE_SCHEME = 'file://';
+/**
+ * The model.json key under which `save` records the classes that need this
+ * package, for readers of the file: tfjs ignores keys it does not know (it
+ * reads modelTopology, weightsManifest, format, generatedBy, convertedBy,
+ * trainingConfig, signature, userDefinedMetadata, modelInitializer), and
+ * userDefinedMetadata belongs to the user.
+ */
+export const REQUIRES_KEY = 'tfjsNormalization';
 
 /**
  * The file operations the handler performs. Tests replace some of them to
@@ -101,6 +113,15 @@ async function save(ops: FileOps, dir: string, artifacts: tf.io.ModelArtifacts):
   };
   for (const key of ['trainingConfig', 'signature', 'userDefinedMetadata', 'modelInitializer'] as const) {
     if (artifacts[key] != null) (modelJSON as unknown as Record<string, unknown>)[key] = artifacts[key];
+  }
+  const classes = normalizationClassNames(artifacts.modelTopology);
+  if (classes.length > 0) {
+    (modelJSON as unknown as Record<string, unknown>)[REQUIRES_KEY] = {
+      layerClasses: classes,
+      howToLoad: 'These layer classes are registered by importing tfjs-normalization (in Node, ' +
+          '\'tfjs-normalization/node\' also handles file://) before tf.loadLayersModel; without it tfjs fails ' +
+          `with "Unknown layer: ${classes[0]}".`,
+    };
   }
   const weights = new Uint8Array(
       artifacts.weightData == null ? new ArrayBuffer(0) : tf.io.CompositeArrayBuffer.join(artifacts.weightData));
@@ -260,6 +281,8 @@ let registered = false;
  */
 export function registerFileSystemRouters(): boolean {
   if (registered) return true;
+  // The main entry's file:// hint (src/io/file_url_hint.ts) gives way to real routers.
+  disableFileUrlHint();
   const probe = FILE_SCHEME + 'probe';
   if (tf.io.getSaveHandlers(probe).length > 0 || tf.io.getLoadHandlers(probe).length > 0) return false;
   // tfjs's IORouter type omits the null every router returns for URLs it does not handle.

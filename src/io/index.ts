@@ -8,7 +8,7 @@ import {registerFileSystemRouters} from './file_system';
 
 export * from '../index';
 export {
-  fileSystem, registerFileSystemRouters, FileOps, FileSystemOptions, nodeFileOps, FILE_SCHEME, MODEL_JSON,
+  fileSystem, registerFileSystemRouters, FileOps, FileSystemOptions, nodeFileOps, FILE_SCHEME, MODEL_JSON, REQUIRES_KEY,
   WEIGHTS_BIN,
 } from './file_system';
 

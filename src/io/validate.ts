@@ -10,20 +10,32 @@
  *  - the manifest: each shape a list of non-negative safe integers, a
  *    supported dtype, and weightData exactly as long as the declared sizes add
  *    up to (sizes are computed, never allocated);
- *  - each layer of this package's classes (found in the tfjs class registry,
- *    so the Addons aliases and an aliased Keras BatchNormalization count):
- *    exactly the weights the layer builds (`NormalizationLayer.savedWeights`),
- *    float32, per-channel weights of one shape [C] (scalars []), values finite
- *    and >= 0 where the layer requires it (the layers' own check,
- *    `checkWeightValue`).
- * Only the model's top-level layers are checked; layers of a nested model are
- * still checked by the layers themselves when tfjs writes their weights.
+ *  - each layer of a NormalizationLayer class (found in the tfjs class
+ *    registry, so the Addons aliases and an aliased Keras BatchNormalization
+ *    count), at any depth of nested models: the weights the layer builds
+ *    (`NormalizationLayer.savedWeights`), float32, per-channel weights of one
+ *    shape [C] (scalars []), values finite and >= 0 where the layer requires
+ *    it (the layers' own check, `checkWeightValue`);
+ *  - a weight the layer's class does not declare is an error only for classes
+ *    whose weights are known: this package's own, and a subclass that declares
+ *    its own `statisticWeights` or `savedWeights`. A user's subclass that adds
+ *    a weight in `buildStatistics` without declaring it is not refused: its
+ *    undeclared float32 weights are checked for finite values only (tfjs
+ *    checks their shapes when it writes them);
+ *  - Keras 3 files (keras_version 3.x) get the manifest checks only: their
+ *    weight names are variable paths until `fromKeras` rewrites them, and
+ *    `fromKeras` checks the rewritten artifacts.
  *
  * Browser-safe (no `fs`): `checked(handler)` wraps any IOHandler, e.g.
  * `tf.io.fromMemory` or `tf.io.browserFiles`; `fileSystem` validates on its own.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import {BatchNormLayer} from '../layers/batch_norm';
+import {BatchRenormLayer} from '../layers/batch_renorm';
+import {AddonsGroupNormalization, AddonsInstanceNormalization, GroupNormLayer} from '../layers/group_norm';
+import {KerasContribInstanceNormalization} from '../layers/keras_contrib';
 import {checkWeightValue, NormalizationLayer} from '../layers/normalization_layer';
+import {KerasBatchNormalization} from '../tools/keras';
 
 type Json = Record<string, unknown>;
 
@@ -43,8 +55,28 @@ export function validateModelArtifacts(artifacts: tf.io.ModelArtifacts): void {
   const weights = locate(artifacts.weightSpecs ?? [], data);
   const topology = artifacts.modelTopology;
   if (topology == null || topology instanceof ArrayBuffer) return;
+  // Keras 3 weight names are variable paths, not tfjs's: fromKeras checks the layers after rewriting them.
+  if (isKeras3Topology(topology)) return;
   const byName = new Map(weights.map((w) => [w.spec.name, w]));
-  for (const layer of topLevelLayers(topology as Json)) checkLayer(layer, byName, data);
+  for (const layer of modelLayers(topology as Json)) checkLayer(layer, byName, data);
+}
+
+/**
+ * The distinct class names of NormalizationLayer layers (this package's and
+ * subclasses of it) in a topology, nested models included: what a process
+ * must have registered, by importing this package, to load the model.
+ */
+export function normalizationClassNames(topology: unknown): string[] {
+  if (topology == null || typeof topology !== 'object' || topology instanceof ArrayBuffer) return [];
+  const names = modelLayers(topology as Json).map((l) => l.class_name)
+      .filter((c): c is string => normalizationClass(c) != null);
+  return [...new Set(names)];
+}
+
+/** Whether a model.json's topology was written by Keras 3 (keras_version 3.x; see src/tools/keras3.ts). */
+export function isKeras3Topology(topology: unknown): boolean {
+  const version = (topology as Json | null)?.keras_version;
+  return typeof version === 'string' && /^3\./.test(version);
 }
 
 /** Wraps an IOHandler so that `load()` runs `validateModelArtifacts` before tfjs builds the model. */
@@ -111,12 +143,29 @@ function stringBytes(data: tf.io.CompositeArrayBuffer, offset: number, count: nu
   return end - offset;
 }
 
-/** The layer configs of a Sequential or functional model (tfjs writes the model itself; Keras wraps it in model_config). */
-function topLevelLayers(topology: Json): Json[] {
+/**
+ * The layer configs of a Sequential or functional model (tfjs writes the model
+ * itself; Keras wraps it in model_config), with the layers of nested models.
+ */
+function modelLayers(topology: Json): Json[] {
   const model = (topology.model_config ?? topology) as Json;
   const config = model?.config as Json | Json[] | undefined;
   const layers = Array.isArray(config) ? config : config?.layers;
-  return Array.isArray(layers) ? layers.filter((l): l is Json => l != null && typeof l === 'object') : [];
+  if (!Array.isArray(layers)) return [];
+  return layers.filter((l): l is Json => l != null && typeof l === 'object')
+      .flatMap((l) => [l, ...modelLayers(l)]);
+}
+
+// Classes whose saved weights are exactly what `savedWeights` says.
+const KNOWN_CLASSES: ReadonlySet<Function> = new Set([
+  BatchNormLayer, BatchRenormLayer, GroupNormLayer, AddonsGroupNormalization, AddonsInstanceNormalization,
+  KerasBatchNormalization, KerasContribInstanceNormalization,
+]);
+
+/** Whether every weight a layer of `cls` saves is declared (see the module comment). */
+function declaresAllWeights(cls: typeof NormalizationLayer): boolean {
+  return KNOWN_CLASSES.has(cls) || Object.prototype.hasOwnProperty.call(cls, 'statisticWeights') ||
+      Object.prototype.hasOwnProperty.call(cls, 'savedWeights');
 }
 
 /** The registered class of a layer entry when it is one of this package's (own keys only: `constructor` is no class). */
@@ -129,17 +178,36 @@ function normalizationClass(className: unknown): typeof NormalizationLayer | nul
 
 function checkLayer(layer: Json, byName: Map<string, Located>, data: tf.io.CompositeArrayBuffer): void {
   const cls = normalizationClass(layer.class_name);
-  if (cls == null) return;
   const config = (layer.config ?? {}) as Json;
+  if (cls == null) {
+    if (layer.class_name === 'BatchNormalization' && config.renorm === true) {
+      // tfjs's built-in layer ignores renorm and has no variables for its three extra weights.
+      throw new Error(`BatchNormalization '${String(config.name)}' has renorm: true, which tfjs's built-in ` +
+          'BatchNormalization does not compute (and it has no moving_stddev, renorm_mean, renorm_stddev); call ' +
+          'registerKerasAliases() from tfjs-normalization before loading, so that it loads as BatchRenormLayer.');
+    }
+    return;
+  }
   const name = String(config.name ?? layer.name);
   const describe = `${layer.class_name} '${name}'`;
   const expected = cls.savedWeights(config);
   const prefix = `${name}/`;
-  for (const weightName of byName.keys()) {
+  const strict = declaresAllWeights(cls);
+  for (const [weightName, located] of byName) {
     // `norm/x/kernel` belongs to a layer named `norm/x`, not to `norm`.
-    if (weightName.startsWith(prefix) && !weightName.includes('/', prefix.length) && !expected.some((w) => prefix + w.name === weightName)) {
+    if (!weightName.startsWith(prefix) || weightName.includes('/', prefix.length) ||
+        expected.some((w) => prefix + w.name === weightName)) {
+      continue;
+    }
+    if (strict) {
       throw new Error(`${describe}: the weights hold '${weightName}', which this layer does not have; it has ` +
           `${expected.map((w) => w.name).join(', ')}.`);
+    }
+    const {spec, offset, bytes} = located;
+    if (spec.dtype === 'float32') {
+      checkWeightValue(`${describe}: weight '${weightName.slice(prefix.length)}'`, 'float32', spec.shape,
+          {dtype: spec.dtype, shape: spec.shape, values: () => floats(spec, data.slice(offset, offset + bytes))},
+          false);
     }
   }
   const found = expected.map((w) => {
@@ -165,6 +233,8 @@ function checkLayer(layer: Json, byName: Map<string, Located>, data: tf.io.Compo
 /** [channels] from the input shape in the layer's config (tfjs and tf.keras: batch_input_shape, Keras 3: batch_shape). */
 function declaredChannels(config: Json): number[] | undefined {
   const shape = config.batch_input_shape ?? config.batch_shape;
+  // keras-contrib's InstanceNormalization with axis null has weights of shape [1].
+  if (config.axis === null) return undefined;
   // Keras writes the axis as a one-element list.
   const axis = Array.isArray(config.axis) && config.axis.length === 1 ? config.axis[0] : config.axis ?? -1;
   if (!Array.isArray(shape) || !Number.isInteger(axis)) return undefined;

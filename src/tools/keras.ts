@@ -5,9 +5,13 @@
  * On import (no opt-in needed, because nothing changes for tfjs's own files):
  *  - GroupNormalization, Addons>GroupNormalization and Addons>InstanceNormalization
  *    load as GroupNormLayer (registered by src/layers/group_norm.ts);
- *  - InputLayer also accepts Keras 3's `batch_shape` (tf.keras 2.x and tfjs
- *    write `batch_input_shape`) and a Keras 3 DTypePolicy object as `dtype`,
- *    so Keras 3 Sequential models load at all.
+ *  - keras-contrib's InstanceNormalization loads as
+ *    KerasContribInstanceNormalization (src/layers/keras_contrib.ts).
+ *
+ * Keras 3 files (Keras 3's `batch_shape`, DTypePolicy objects, `{args,
+ * kwargs}` nodes, variable-path weight names) load through the opt-in
+ * `fromKeras(handler)` / `loadKerasModel(url)` of src/tools/keras3.ts, which
+ * rewrites the artifacts; importing changes no tfjs class.
  *
  * Opt-in, `registerKerasAliases()`: the class name `BatchNormalization` (which
  * tfjs's built-in layer owns) builds this package's layers instead:
@@ -28,7 +32,6 @@
  * `unregisterKerasAliases()` restores tfjs's own BatchNormalization.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import * as tfl from '@tensorflow/tfjs-layers';
 import {BatchNormLayer, BatchNormLayerArgs} from '../layers/batch_norm';
 import {BatchRenormLayer} from '../layers/batch_renorm';
 import {configError} from '../layers/config';
@@ -115,23 +118,3 @@ export function registerKerasAliases(): void {
 export function unregisterKerasAliases(): void {
   tf.serialization.registerClass(builtinBatchNormalization as unknown as Registered);
 }
-
-// tfjs's InputLayer, as registered before this module loads.
-const tfjsInputLayer = tf.serialization.SerializationMap.getMap().classNameMap['InputLayer'][0] as
-    unknown as typeof tfl.layers.Layer;
-
-/** tfjs's InputLayer, also reading Keras 3's `batch_shape` and DTypePolicy `dtype`. */
-class KerasInputLayer extends (tfjsInputLayer as unknown as new (args: Config) => tfl.layers.Layer) {
-  static className = 'InputLayer';
-
-  constructor(args: Config) {
-    const {batchShape, ...rest} = args;
-    if (batchShape != null && rest.batchInputShape == null && rest.inputShape == null) {
-      if (!Array.isArray(batchShape)) throw configError('InputLayer', 'batch_shape', batchShape, 'expected a list');
-      rest.batchInputShape = batchShape;
-    }
-    if (rest.dtype != null) rest.dtype = dtypeName(rest.dtype) as Config[string];
-    super(rest);
-  }
-}
-tf.serialization.registerClass(KerasInputLayer as unknown as Registered);

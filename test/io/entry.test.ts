@@ -23,11 +23,11 @@ describe('browser bundles', () => {
     logLevel: 'silent', external: ['@tensorflow/*'], absWorkingDir: ROOT,
   });
 
-  it('the main entry pulls in no Node built-in and, of src/io, only the browser-safe validate.ts', async () => {
+  it('the main entry pulls in no Node built-in and, of src/io, only the browser-safe validate.ts and file:// hint', async () => {
     const result = await bundle('src/index.ts');
     const inputs = Object.keys(result.metafile!.inputs);
     expect(inputs.some((f) => f.startsWith('src/layers/'))).toBe(true);
-    expect(inputs.filter((f) => f.startsWith('src/io/'))).toEqual(['src/io/validate.ts']);
+    expect(inputs.filter((f) => f.startsWith('src/io/')).sort()).toEqual(['src/io/file_url_hint.ts', 'src/io/validate.ts']);
     // Besides src/, only the package's declared runtime dependency (the edit distance for "did you mean").
     const {dependencies} = require('../../package.json') as {dependencies: Record<string, string>};
     expect(Object.keys(dependencies)).toEqual(['fastest-levenshtein']);

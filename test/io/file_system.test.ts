@@ -50,8 +50,10 @@ describe('fileSystem save', () => {
     await model.save(fileSystem(dir));
     expect(files(dir)).toEqual(['model.json', 'weights.bin']);
     const json = JSON.parse(fs.readFileSync(path.join(dir, 'model.json'), 'utf8'));
-    // tfjs-node's NodeFileSystem writes exactly these keys (trainingConfig only when compiled).
-    expect(Object.keys(json).sort()).toEqual(['convertedBy', 'format', 'generatedBy', 'modelTopology', 'weightsManifest']);
+    // tfjs-node's NodeFileSystem writes exactly these keys (trainingConfig only when compiled); fileSystem adds
+    // tfjsNormalization (ignored by tfjs) when the model holds this package's layers.
+    expect(Object.keys(json).sort()).toEqual(
+        ['convertedBy', 'format', 'generatedBy', 'modelTopology', 'tfjsNormalization', 'weightsManifest']);
     expect(json.format).toBe('layers-model');
     expect(json.generatedBy).toMatch(/^TensorFlow\.js tfjs-layers v/);
     const {specs, data} = await encoded(model);

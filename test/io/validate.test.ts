@@ -9,7 +9,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {
   AddonsGroupNormalization, AddonsInstanceNormalization, BatchNormLayer, BatchRenormLayer, checked, fileSystem,
-  GroupNormLayer, NormalizationLayer, registerKerasAliases, unregisterKerasAliases, validateModelArtifacts,
+  GroupNormLayer, KerasContribInstanceNormalization, NormalizationLayer, registerKerasAliases, unregisterKerasAliases,
+  validateModelArtifacts,
 } from '../../src/io';
 import {FilterResponseNorm} from '../../examples/extend';
 import {
@@ -281,5 +282,84 @@ describe('checked()', () => {
     expect(saved).not.toBeNull();
     model.dispose();
     expect(() => checked({} as tf.io.IOHandler)).toThrow('checked: expected an IOHandler with a load() method');
+  });
+});
+
+describe('classes whose weights the validator cannot know, and nested models', () => {
+  /** A user's subclass that adds a weight without declaring statisticWeights. */
+  class UndeclaredScale extends BatchNormLayer {
+    static override className = 'UndeclaredScaleForValidateTest';
+    protected override buildStatistics(inputShape: tfl.Shape, channels: number): void {
+      super.buildStatistics(inputShape, channels);
+      this.addWeight('s', [channels], 'float32', tfl.initializers.ones());
+    }
+  }
+  tf.serialization.registerClass(UndeclaredScale);
+
+  async function saved(model: tfl.LayersModel, name: string): Promise<Files> {
+    const dir = nodePath.join(models.scratch, name);
+    await model.save(fileSystem(dir));
+    return readDir(dir);
+  }
+
+  it('an undeclared weight of a user subclass loads through checked() and fileSystem as through fromMemory', async () => {
+    const model = tfl.sequential({layers: [new UndeclaredScale({name: 'sc', inputShape: [3]})]});
+    const f = await saved(model, 'undeclared');
+    expect(specs(f).map((s) => s.name)).toContain('sc/s');
+    for (const source of ['memory', 'checked', 'disk'] as const) {
+      const loaded = await load(source, clone(f), models.scratch);
+      expectIdenticalWeights(model, loaded);
+      loaded.dispose();
+    }
+    model.dispose();
+  });
+
+  it('an undeclared float weight is still checked for finite values', async () => {
+    const model = tfl.sequential({layers: [new UndeclaredScale({name: 'sc', inputShape: [3]})]});
+    const f = clone(await saved(model, 'undeclared-nan'));
+    const {offset} = locate(f, 'sc/s');
+    new DataView(f.weights.buffer, f.weights.byteOffset).setFloat32(offset + 4, NaN, true);
+    const tensors = tf.memory().numTensors;
+    await expect(load('checked', f, models.scratch)).rejects.toThrow(
+        "UndeclaredScaleForValidateTest 'sc': weight 's' holds NaN at index 1; expected finite values.");
+    expect(tf.memory().numTensors).toBe(tensors);
+    model.dispose();
+  });
+
+  it('layers of a nested model are checked before tfjs builds anything', async () => {
+    const inner = tfl.sequential({name: 'inner', layers: [new BatchNormLayer({name: 'inner_bn', inputShape: [3]})]});
+    const model = tfl.sequential({layers: [inner, tfl.layers.dense({units: 2, name: 'out'})]});
+    const f = await saved(model, 'nested');
+    // fileSystem records what the file needs, at any depth; tfjs ignores the key.
+    expect((f.modelJSON as {tfjsNormalization?: {layerClasses: string[]; howToLoad: string}}).tfjsNormalization)
+        .toEqual({layerClasses: ['BatchNormLayer'], howToLoad: expect.stringMatching(
+            /importing tfjs-normalization .*without it tfjs fails with "Unknown layer: BatchNormLayer"/)});
+    const plain = tfl.sequential({layers: [tfl.layers.dense({units: 1, inputShape: [2]})]});
+    expect(await saved(plain, 'plain').then((p) => 'tfjsNormalization' in p.modelJSON)).toBe(false);
+    plain.dispose();
+    const loaded = await load('checked', clone(f), models.scratch);
+    expectIdenticalWeights(model, loaded);
+    loaded.dispose();
+    const broken = clone(f);
+    const {offset} = locate(broken, 'inner_bn/moving_variance');
+    new DataView(broken.weights.buffer, broken.weights.byteOffset).setFloat32(offset, -1, true);
+    const tensors = tf.memory().numTensors;
+    await expect(load('checked', broken, models.scratch)).rejects.toThrow(
+        "BatchNormLayer 'inner_bn': weight 'moving_variance' holds -1 at index 0; expected finite values >= 0");
+    expect(tf.memory().numTensors).toBe(tensors);
+    model.dispose();
+  });
+
+  it('keras-contrib InstanceNormalization: its weights of shape [1] (axis null) are what it declares', async () => {
+    const model = tfl.sequential({layers: [
+      new KerasContribInstanceNormalization({name: 'in_all', inputShape: [2, 2, CHANNELS]}),
+      new KerasContribInstanceNormalization({name: 'in_channel', axis: -1}),
+    ]});
+    const f = await saved(model, 'contrib');
+    expect(specs(f).find((s) => s.name === 'in_all/gamma')!.shape).toEqual([1]);
+    const loaded = await load('disk', clone(f), models.scratch);
+    expectIdenticalWeights(model, loaded);
+    loaded.dispose();
+    model.dispose();
   });
 });
