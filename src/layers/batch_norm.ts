@@ -11,15 +11,17 @@
  *  - `trainable: false` freezes the statistics and uses them (TF2 Keras);
  *  - `center: false` / `scale: false` work in training;
  *  - `unbiasedVariance: true` stores the Bessel-corrected variance m/(m−1)·σ²_B;
- *  - a training batch with one value per channel is an error, not garbage.
+ *  - a training batch with one value per channel is an error, not garbage;
+ *  - `virtualBatchSize`: tf.keras 2.x's ghost batch normalization (./ghost_batch.ts).
  *
  * Reference: S. Ioffe, C. Szegedy, "Batch Normalization: Accelerating Deep
  * Network Training by Reducing Internal Covariate Shift", ICML 2015.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import {batchNormInference, batchNormTraining, BatchNormTrainingResult} from '../kernels/batch_norm';
+import {batchNormInference, batchNormTraining, BatchNormTrainingResult, RenormArgs} from '../kernels/batch_norm';
 import {checkBoolean, checkNumber, Identifier, Initializer, resolveInitializer, serialize} from './config';
+import {ghostBatchNormTraining, ghostValuesPerChannel, kerasGhostParamShape} from './ghost_batch';
 import {NormalizationLayer, NormalizationLayerArgs, StatisticWeight} from './normalization_layer';
 
 export interface BatchNormLayerArgs extends NormalizationLayerArgs {
@@ -35,13 +37,25 @@ export interface BatchNormLayerArgs extends NormalizationLayerArgs {
    * keeps. Normalization always uses the biased variance. Default false (Keras).
    */
   unbiasedVariance?: boolean;
+  /**
+   * Ghost batch normalization (Hoffer et al. 2017), tf.keras 2.x's
+   * `virtual_batch_size`: in training, normalize each ghost batch of this many
+   * samples with its own statistics; ghost batch j of a batch of B holds the
+   * samples i with i % (B/v) == j, as Keras's reshape to [v, B/v, ...] makes
+   * them. The moving statistics follow the ghost means and variances averaged
+   * over the ghost batches (so does `unbiasedVariance`, with m the values per
+   * channel in one ghost batch). Inference does not depend on it. A positive
+   * integer that must divide every training batch size (an error otherwise,
+   * as in Keras), or null. Default null (the whole batch).
+   */
+  virtualBatchSize?: number | null;
 }
 
 export class BatchNormLayer extends NormalizationLayer {
   static override className = 'BatchNormLayer';
   static override configFields: readonly string[] = [
     ...NormalizationLayer.configFields,
-    'momentum', 'movingMeanInitializer', 'movingVarianceInitializer', 'unbiasedVariance',
+    'momentum', 'movingMeanInitializer', 'movingVarianceInitializer', 'unbiasedVariance', 'virtualBatchSize',
   ];
   static override nonNegativeWeights: readonly string[] = ['moving_variance'];
 
@@ -51,6 +65,7 @@ export class BatchNormLayer extends NormalizationLayer {
 
   readonly momentum: number;
   readonly unbiasedVariance: boolean;
+  readonly virtualBatchSize: number | null;
   protected readonly movingMeanInitializer: Initializer;
   protected readonly movingVarianceInitializer: Initializer;
   movingMean!: tfl.LayerVariable;
@@ -61,6 +76,8 @@ export class BatchNormLayer extends NormalizationLayer {
     const name = this.describeLayer();
     this.momentum = checkNumber(name, 'momentum', args.momentum ?? 0.99, {min: 0, max: 1});
     this.unbiasedVariance = checkBoolean(name, 'unbiasedVariance', args.unbiasedVariance ?? false);
+    this.virtualBatchSize = args.virtualBatchSize == null ? null :
+      checkNumber(name, 'virtualBatchSize', args.virtualBatchSize, {integer: true, min: 1});
     this.movingMeanInitializer =
         resolveInitializer(name, 'movingMeanInitializer', args.movingMeanInitializer, 'zeros');
     this.movingVarianceInitializer =
@@ -81,14 +98,37 @@ export class BatchNormLayer extends NormalizationLayer {
           this.channelAxis, this.epsilon);
     }
     const count = this.valuesPerChannel(x);
+    // With ghost batches the statistics are per ghost batch: checked before anything runs.
+    const statisticsCount = this.virtualBatchSize == null ? count :
+      ghostValuesPerChannel(this.describeLayer(), x.shape, this.channelAxis, this.virtualBatchSize);
     const batch = this.normalizeBatch(x);
-    this.updateStatistics(batch, count);
+    this.updateStatistics(batch, statisticsCount);
     return batch.y;
   }
 
   /** Training forward pass with the batch's own statistics. Subclasses change the formula here. */
   protected normalizeBatch(x: tf.Tensor): BatchNormTrainingResult {
-    return batchNormTraining(x, this.gammaValue(), this.betaValue(), {axis: this.channelAxis, epsilon: this.epsilon});
+    return this.batchTraining(x);
+  }
+
+  /** The training op: over the whole batch, or per ghost batch with `virtualBatchSize`. */
+  protected batchTraining(x: tf.Tensor, renorm?: RenormArgs): BatchNormTrainingResult {
+    const args = {axis: this.channelAxis, epsilon: this.epsilon, renorm};
+    return this.virtualBatchSize == null ? batchNormTraining(x, this.gammaValue(), this.betaValue(), args) :
+      ghostBatchNormTraining(x, this.gammaValue(), this.betaValue(), {...args, virtualBatchSize: this.virtualBatchSize});
+  }
+
+  /**
+   * With `virtualBatchSize`, a per-channel weight written from outside may also
+   * have the shape a built tf.keras layer with virtual batches saves
+   * (`kerasGhostParamShape`, e.g. [1, 1, C]), so converted files load as they are.
+   */
+  protected override savedWeightValue(value: tf.Tensor): tf.Tensor {
+    if (this.virtualBatchSize == null || this.inputSpec == null) return value;
+    const rank = this.inputSpec[0].ndim!;
+    const channels = this.inputSpec[0].axes![this.channelAxis];
+    const keras = kerasGhostParamShape(rank, this.channelAxis, channels);
+    return tf.util.arraysEqual(value.shape, keras) ? tf.reshape(value, [channels]) : value;
   }
 
   /** Moving-average update of the statistics after a training step. */
@@ -120,6 +160,8 @@ export class BatchNormLayer extends NormalizationLayer {
       movingMeanInitializer: serialize(this.movingMeanInitializer),
       movingVarianceInitializer: serialize(this.movingVarianceInitializer),
       unbiasedVariance: this.unbiasedVariance,
+      // Only when set, as Keras writes it.
+      ...(this.virtualBatchSize == null ? {} : {virtualBatchSize: this.virtualBatchSize}),
     };
   }
 }

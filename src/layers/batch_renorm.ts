@@ -11,13 +11,15 @@
  *    moving_stddev ← EMA(μ_B, σ_B) with `momentum`; moving_variance = max(moving_stddev² − ε, 0);
  *  - optionally the paper's warm-up of the clipping limits (renorm_clipping.ts).
  * Inference is BatchNormLayer's, with moving_mean and moving_variance.
+ * With `virtualBatchSize`, r and d come from the ghost statistics averaged over
+ * the ghost batches, as in tf.keras 2.x (./ghost_batch.ts).
  *
  * Reference: S. Ioffe, "Batch Renormalization: Towards Reducing Minibatch
  * Dependence in Batch-Normalized Models", NeurIPS 2017.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import {batchNormTraining, BatchNormTrainingResult} from '../kernels/batch_norm';
+import type {BatchNormTrainingResult} from '../kernels/batch_norm';
 import {BatchNormLayer, BatchNormLayerArgs, movingAverage} from './batch_norm';
 import {checkNumber} from './config';
 import type {StatisticWeight} from './normalization_layer';
@@ -89,14 +91,10 @@ export class BatchRenormLayer extends BatchNormLayer {
   protected override normalizeBatch(x: tf.Tensor): BatchNormTrainingResult {
     // One scalar read per step, and only with a warm-up: the limits are kernel attributes.
     const step = this.renormStep == null ? 0 : this.renormStep.read().dataSync()[0];
-    return batchNormTraining(x, this.gammaValue(), this.betaValue(), {
-      axis: this.channelAxis,
-      epsilon: this.epsilon,
-      renorm: {
-        mean: this.renormMean.read() as tf.Tensor1D,
-        stddev: this.renormStddev.read() as tf.Tensor1D,
-        ...renormLimits(this.renormClipping, this.renormWarmup, step),
-      },
+    return this.batchTraining(x, {
+      mean: this.renormMean.read() as tf.Tensor1D,
+      stddev: this.renormStddev.read() as tf.Tensor1D,
+      ...renormLimits(this.renormClipping, this.renormWarmup, step),
     });
   }
 

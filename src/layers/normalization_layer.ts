@@ -227,10 +227,26 @@ export abstract class NormalizationLayer extends tfl.layers.Layer {
     const weight = super.addWeight(...args);
     const write = weight.write.bind(weight);
     weight.write = (value: tf.Tensor) => {
-      if (!this.updatingOwnWeights) this.checkWeightValue(args[0], weight, value);
-      return write(value);
+      if (this.updatingOwnWeights) return write(value);
+      const stored = this.savedWeightValue(value);
+      try {
+        this.checkWeightValue(args[0], weight, stored);
+        return write(stored);
+      } finally {
+        // The variable keeps its own reference to the data.
+        if (stored !== value) stored.dispose();
+      }
     };
     return weight;
+  }
+
+  /**
+   * Extension point: a value written from outside (a model file, setWeights)
+   * in the form the layer stores, before it is checked. The base returns it
+   * unchanged; BatchNormLayer accepts tf.keras's ghost-batch weight shape.
+   */
+  protected savedWeightValue(value: tf.Tensor): tf.Tensor {
+    return value;
   }
 
   private checkWeightValue(name: string, weight: tfl.LayerVariable, value: tf.Tensor): void {
