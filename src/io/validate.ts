@@ -13,7 +13,9 @@
  *  - each layer of this package's classes (found in the tfjs class registry,
  *    so the Addons aliases and an aliased Keras BatchNormalization count):
  *    exactly the weights the layer builds (`NormalizationLayer.savedWeights`),
- *    float32, per-channel weights of one shape [C] (scalars []), values finite
+ *    float32, per-channel weights of one shape [C] (scalars []; with
+ *    `virtual_batch_size`, also tf.keras's ghost shape [1, 1, ..., C, ...]),
+ *    values finite
  *    and >= 0 where the layer requires it (the layers' own check,
  *    `checkWeightValue`).
  * Only the model's top-level layers are checked; layers of a nested model are
@@ -150,14 +152,18 @@ function checkLayer(layer: Json, byName: Map<string, Located>, data: tf.io.Compo
   // Every per-channel weight has shape [channels]: from the layer's input shape when its config
   // declares one, else the first rank-1 weight's.
   const perChannel = found.filter((w) => !w.scalar);
-  const channels = declaredChannels(config) ?? perChannel.find((w) => w.spec.shape.length === 1)?.spec.shape;
+  // A built tf.keras layer with virtual batches saves [1, 1, ..., C, ...] (see src/tools/keras.ts).
+  const ghost = config.virtual_batch_size != null;
+  const shapeOf = (shape: number[]) => ghost && isKerasGhostShape(shape) ? [shape.reduce((a, b) => a * b, 1)] : shape;
+  const channels = declaredChannels(config) ?? perChannel.map((w) => shapeOf(w.spec.shape)).find((s) => s.length === 1);
   if (perChannel.length > 0 && channels == null) {
     throw new Error(`${describe}: weight '${perChannel[0].name}' must have shape [channels]; received ` +
         `[${perChannel[0].spec.shape.join(', ')}].`);
   }
   for (const {name: weight, scalar, nonNegative, spec, offset, bytes} of found) {
     checkWeightValue(`${describe}: weight '${weight}'`, 'float32', scalar ? [] : channels!,
-        {dtype: spec.dtype, shape: spec.shape, values: () => floats(spec, data.slice(offset, offset + bytes))},
+        {dtype: spec.dtype, shape: scalar ? spec.shape : shapeOf(spec.shape),
+          values: () => floats(spec, data.slice(offset, offset + bytes))},
         nonNegative);
   }
 }
@@ -165,11 +171,17 @@ function checkLayer(layer: Json, byName: Map<string, Located>, data: tf.io.Compo
 /** [channels] from the input shape in the layer's config (tfjs and tf.keras: batch_input_shape, Keras 3: batch_shape). */
 function declaredChannels(config: Json): number[] | undefined {
   const shape = config.batch_input_shape ?? config.batch_shape;
-  // Keras writes the axis as a one-element list.
-  const axis = Array.isArray(config.axis) && config.axis.length === 1 ? config.axis[0] : config.axis ?? -1;
-  if (!Array.isArray(shape) || !Number.isInteger(axis)) return undefined;
+  // Keras writes the axis as a one-element list, shifted by one with virtual batches.
+  const shift = config.virtual_batch_size != null && Array.isArray(config.axis) ? 1 : 0;
+  const axis = Array.isArray(config.axis) && config.axis.length === 1 ? config.axis[0] - shift : config.axis ?? -1;
+  if (!Array.isArray(shape) || typeof axis !== 'number' || !Number.isInteger(axis)) return undefined;
   const size = shape[axis < 0 ? axis + shape.length : axis];
   return Number.isSafeInteger(size) && size > 0 ? [size] : undefined;
+}
+
+/** [1, 1, ..., C, ...]: rank >= 3, 1 everywhere but at most one axis after the first two. */
+function isKerasGhostShape(shape: number[]): boolean {
+  return shape.length >= 3 && shape[0] === 1 && shape[1] === 1 && shape.filter((d) => d !== 1).length <= 1;
 }
 
 /** A float32 weight's values, read (and dequantized) from its bytes. */

@@ -21,8 +21,14 @@
  *    yourself to continue the fused behaviour);
  *  - synchronized → accepted: one device means the same statistics;
  *  - renorm, renorm_clipping, renorm_momentum → BatchRenormLayer;
- *  - virtual_batch_size (ghost batch normalization) → error: training would
- *    compute different statistics, and this package does not implement it;
+ *  - virtual_batch_size (ghost batch normalization) → virtualBatchSize. A
+ *    built tf.keras 2.x layer with it saves its axis shifted by one (build
+ *    inserts the ghost axis at index 1 and adds 1 to each axis, so a [B, C]
+ *    input saves axis [2]) and its weights with shape [1, 1, C]-like
+ *    (tf_keras/layers/normalization/batch_normalization.py v2.17.0, lines
+ *    412-425; keras-team/tf-keras#546: Keras cannot load such a file itself).
+ *    An axis list, which only build writes, is shifted back; the layer accepts
+ *    the Keras weight shape (BatchNormLayer.savedWeightValue);
  *  - adjustment → error (Keras never serializes it; a config carrying one was
  *    edited by hand and its function cannot be honoured).
  * `unregisterKerasAliases()` restores tfjs's own BatchNormalization.
@@ -68,9 +74,16 @@ export function batchNormFromKerasConfig(config: Config): BatchNormLayer {
     args.axis = config.axis[0];
   }
   if (config.virtualBatchSize != null) {
-    throw configError(layer, 'virtual_batch_size', config.virtualBatchSize, 'ghost batch normalization ' +
-        '(virtual_batch_size) is not supported: training would compute different statistics. Remove the key ' +
-        'from model.json to load the model for inference (inference does not depend on it)');
+    args.virtualBatchSize = config.virtualBatchSize;
+    // Keras's build turns the axis into a list and shifts it past the ghost axis it inserts at 1.
+    if (Array.isArray(config.axis)) {
+      const shifted = config.axis[0];
+      if (typeof shifted !== 'number' || !Number.isInteger(shifted) || shifted < 2) {
+        throw configError(layer, 'axis', config.axis, 'with virtual_batch_size, a built tf.keras layer saves ' +
+            'its axis shifted by one past the ghost axis, so it is an integer >= 2');
+      }
+      args.axis = shifted - 1;
+    }
   }
   if (config.adjustment != null) {
     throw configError(layer, 'adjustment', config.adjustment, 'an adjustment function cannot be honoured ' +

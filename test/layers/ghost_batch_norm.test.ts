@@ -2,81 +2,14 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {BatchNormLayer, BatchRenormLayer, NormalizationConfigError, NormalizationShapeError} from '../../src';
 import {useBackend} from '../helpers/backends';
-import {channelOf, maxRelError, normalizeRef, randomData, ref, Ref} from '../helpers/reference';
+import {maxRelError, normalizeRef, randomData, ref} from '../helpers/reference';
 import {bits, expectIdenticalWeights, roundTrip} from '../helpers/round_trip';
-import {centralDifferences, RenormState, weightedSum} from '../helpers/variant_reference';
+import {
+  centralDifferences, GhostConfig, kerasGhostStep, RenormState, weightedSum,
+} from '../helpers/variant_reference';
 
 const size = (shape: number[]) => shape.reduce((p, q) => p * q, 1);
 const EPS = 1e-3;
-
-interface GhostConfig {
-  axis: number;
-  virtualBatchSize: number;
-  momentum: number;
-  /** Batch Renormalization (tf.keras renorm=True) with these clipping limits and renorm_momentum. */
-  renorm?: {rmin: number; rmax: number; dmax: number; momentum: number};
-}
-
-/**
- * One tf.keras 2.x training step of BatchNormalization(virtual_batch_size=v),
- * in float64, written from tf_keras/layers/normalization/batch_normalization.py
- * (v2.17.0) `call`: x is reshaped to [v, B/v, ...] (so sample n sits at
- * [n div (B/v), n mod (B/v)]); moments reduce over every axis but the channel
- * axis and the B/v axis (`del reduction_axes[1]`); the moving statistics and,
- * with renorm, r and d use the means over the B/v axis of the ghost means and
- * variances (`tf.reduce_mean(mean, axis=1)`). `fixed` replaces r and d (they
- * are stop_gradient constants, for finite differences).
- */
-function kerasGhostStep(x: Ref, s: RenormState, cfg: GhostConfig, fixed?: {r: number[]; d: number[]}):
-    {y: Ref; r: number[]; d: number[]; ghostMean: number[][]; next: RenormState} {
-  const batch = x.shape[0];
-  const ghosts = batch / cfg.virtualBatchSize;
-  if (!Number.isInteger(ghosts)) throw new Error('Keras: Input to reshape is a tensor with ... values');
-  const c = x.shape[cfg.axis];
-  const perSample = x.data.length / batch;
-  // Index along the reshaped axis 1 (the ghost batch) of flat element i.
-  const ghostOf = (i: number) => Math.floor(i / perSample) % ghosts;
-  const table = () => Array.from({length: ghosts}, () => new Array(c).fill(0));
-  const sum = table();
-  const count = table();
-  x.data.forEach((v, i) => { const j = ghostOf(i); const k = channelOf(x.shape, cfg.axis, i); sum[j][k] += v; count[j][k]++; });
-  const mean = sum.map((row, j) => row.map((v, k) => v / count[j][k]));
-  const sq = table();
-  x.data.forEach((v, i) => { const j = ghostOf(i); const k = channelOf(x.shape, cfg.axis, i); sq[j][k] += (v - mean[j][k]) ** 2; });
-  const variance = sq.map((row, j) => row.map((v, k) => v / count[j][k]));
-  const overGhosts = (t: number[][]) => t[0].map((_, k) => t.reduce((a, row) => a + row[k], 0) / ghosts);
-  const newMean = overGhosts(mean);
-  const newVariance = overGhosts(variance);
-  let r = new Array(c).fill(1);
-  let d = new Array(c).fill(0);
-  const renorm = cfg.renorm;
-  const stddev = newVariance.map((v) => Math.sqrt(v + EPS));
-  if (renorm != null) {
-    const denom = s.renormStddev.map((v) => Math.max(v, Math.sqrt(EPS)));
-    const clip = (v: number, lo: number, hi: number) => Math.min(Math.max(v, lo), hi);
-    r = stddev.map((v, k) => clip(v / denom[k], renorm.rmin, renorm.rmax));
-    d = newMean.map((v, k) => clip((v - s.renormMean[k]) / denom[k], -renorm.dmax, renorm.dmax));
-  }
-  if (fixed != null) ({r, d} = fixed);
-  const y = new Float64Array(x.data.length);
-  x.data.forEach((v, i) => {
-    const j = ghostOf(i);
-    const k = channelOf(x.shape, cfg.axis, i);
-    y[i] = s.gamma[k] * ((v - mean[j][k]) / Math.sqrt(variance[j][k] + EPS) * r[k] + d[k]) + s.beta[k];
-  });
-  // _assign_moving_average: var −= (var − value)·(1 − momentum).
-  const ema = (old: number[], value: number[], m: number) => old.map((v, k) => v - (v - value[k]) * (1 - m));
-  const next = {...s, movingMean: ema(s.movingMean, newMean, cfg.momentum)};
-  if (renorm == null) {
-    next.movingVariance = ema(s.movingVariance, newVariance, cfg.momentum);
-  } else {
-    next.movingStddev = ema(s.movingStddev, stddev, cfg.momentum);
-    next.movingVariance = next.movingStddev.map((v) => Math.max(v * v - EPS, 0));
-    next.renormMean = ema(s.renormMean, newMean, renorm.momentum);
-    next.renormStddev = ema(s.renormStddev, stddev, renorm.momentum);
-  }
-  return {y: {shape: x.shape, data: y}, r, d, ghostMean: mean, next};
-}
 
 function initialState(c: number, seed: number): RenormState {
   const fill = (v: number) => new Array(c).fill(v);
@@ -122,7 +55,7 @@ const CASES = [
 function stepsAgainstKeras(renorm: GhostConfig['renorm']): void {
   for (const {name, shape, axis, virtualBatchSize} of CASES) {
     it(`${name}: outputs and statistics over 4 training steps, then inference`, () => {
-      const cfg: GhostConfig = {axis, virtualBatchSize, momentum: 0.8, renorm};
+      const cfg: GhostConfig = {axis, eps: EPS, virtualBatchSize, momentum: 0.8, renorm};
       let state = initialState(shape[axis], 3);
       const layer = ghostLayer(shape, cfg, state);
       const before = tf.memory().numTensors;
@@ -155,7 +88,7 @@ function stepsAgainstKeras(renorm: GhostConfig['renorm']): void {
 function gradientsAgainstFiniteDifferences(renorm: GhostConfig['renorm']): void {
   for (const {name, shape, axis, virtualBatchSize} of [CASES[0], CASES[2], CASES[3]]) {
     it(`${name}: dx, dgamma, dbeta (r and d constant)`, () => {
-      const cfg: GhostConfig = {axis, virtualBatchSize, momentum: 0.99, renorm};
+      const cfg: GhostConfig = {axis, eps: EPS, virtualBatchSize, momentum: 0.99, renorm};
       const c = shape[axis];
       const xData = Array.from(batchAt(shape, 1));
       const w = Array.from(randomData(size(shape), 23));
@@ -201,7 +134,7 @@ for (const backend of ['cpu', 'wasm']) {
 describe('virtualBatchSize options and errors', () => {
   it('unbiasedVariance uses the values per channel of one ghost batch', () => {
     const shape = [8, 3];
-    const cfg: GhostConfig = {axis: 1, virtualBatchSize: 4, momentum: 0.5};
+    const cfg: GhostConfig = {axis: 1, eps: EPS, virtualBatchSize: 4, momentum: 0.5};
     const state = initialState(3, 3);
     const layer = new BatchNormLayer({momentum: 0.5, virtualBatchSize: 4, unbiasedVariance: true, epsilon: EPS});
     const xData = batchAt(shape, 2);
