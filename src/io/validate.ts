@@ -14,7 +14,7 @@
  *    so the Addons aliases and an aliased Keras BatchNormalization count):
  *    exactly the weights the layer builds (`NormalizationLayer.savedWeights`),
  *    float32, per-channel weights of one shape [C] (scalars []; with
- *    `virtual_batch_size`, also tf.keras's ghost shape [1, 1, ..., C, ...]),
+ *    `virtual_batch_size`, also tf.keras's [1, 1, ..., C, ...] with C at the saved axis),
  *    values finite
  *    and >= 0 where the layer requires it (the layers' own check,
  *    `checkWeightValue`).
@@ -152,18 +152,23 @@ function checkLayer(layer: Json, byName: Map<string, Located>, data: tf.io.Compo
   // Every per-channel weight has shape [channels]: from the layer's input shape when its config
   // declares one, else the first rank-1 weight's.
   const perChannel = found.filter((w) => !w.scalar);
-  // A built tf.keras layer with virtual batches saves [1, 1, ..., C, ...] (see src/tools/keras.ts).
-  const ghost = config.virtual_batch_size != null;
-  const shapeOf = (shape: number[]) => ghost && isKerasGhostShape(shape) ? [shape.reduce((a, b) => a * b, 1)] : shape;
-  const channels = declaredChannels(config) ?? perChannel.map((w) => shapeOf(w.spec.shape)).find((s) => s.length === 1);
+  // A built tf.keras layer with virtual batches saves [1, 1, ..., C, ...], C at its saved (shifted) axis
+  // (src/tools/keras.ts); the layer stores [C].
+  const ghostAxis = config.virtual_batch_size != null && Array.isArray(config.axis) && config.axis.length === 1 &&
+      Number.isInteger(config.axis[0]) ? config.axis[0] as number : null;
+  const isGhostShape = (shape: number[]) => ghostAxis != null && shape.length >= 3 && ghostAxis >= 2 &&
+      ghostAxis < shape.length && shape.every((d, i) => i === ghostAxis || d === 1);
+  const channels = declaredChannels(config) ??
+      perChannel.map((w) => isGhostShape(w.spec.shape) ? [w.spec.shape[ghostAxis!]] : w.spec.shape).find((s) => s.length === 1);
   if (perChannel.length > 0 && channels == null) {
     throw new Error(`${describe}: weight '${perChannel[0].name}' must have shape [channels]; received ` +
         `[${perChannel[0].spec.shape.join(', ')}].`);
   }
   for (const {name: weight, scalar, nonNegative, spec, offset, bytes} of found) {
-    checkWeightValue(`${describe}: weight '${weight}'`, 'float32', scalar ? [] : channels!,
-        {dtype: spec.dtype, shape: scalar ? spec.shape : shapeOf(spec.shape),
-          values: () => floats(spec, data.slice(offset, offset + bytes))},
+    const expectedShape = scalar ? [] : isGhostShape(spec.shape) ?
+      spec.shape.map((_, i) => i === ghostAxis ? channels![0] : 1) : channels!;
+    checkWeightValue(`${describe}: weight '${weight}'`, 'float32', expectedShape,
+        {dtype: spec.dtype, shape: spec.shape, values: () => floats(spec, data.slice(offset, offset + bytes))},
         nonNegative);
   }
 }
@@ -177,11 +182,6 @@ function declaredChannels(config: Json): number[] | undefined {
   if (!Array.isArray(shape) || typeof axis !== 'number' || !Number.isInteger(axis)) return undefined;
   const size = shape[axis < 0 ? axis + shape.length : axis];
   return Number.isSafeInteger(size) && size > 0 ? [size] : undefined;
-}
-
-/** [1, 1, ..., C, ...]: rank >= 3, 1 everywhere but at most one axis after the first two. */
-function isKerasGhostShape(shape: number[]): boolean {
-  return shape.length >= 3 && shape[0] === 1 && shape[1] === 1 && shape.filter((d) => d !== 1).length <= 1;
 }
 
 /** A float32 weight's values, read (and dequantized) from its bytes. */

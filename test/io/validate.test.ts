@@ -92,6 +92,26 @@ describe('valid models load through checked() and fileSystem exactly as without 
     }
   });
 
+  it('a Keras BatchNormalization(virtual_batch_size=2) fixture: weights [1, 1, 1, 1, C], C at the saved axis', async () => {
+    registerKerasAliases();
+    try {
+      const f = readDir(nodePath.join(KERAS, 'tf2_virtual_batch'));
+      const plain = await tfl.loadLayersModel(tf.io.fromMemory(artifactsOf(f)));
+      const viaChecked = await tfl.loadLayersModel(checked(tf.io.fromMemory(artifactsOf(f))));
+      expect((viaChecked.getLayer('batch_normalization') as BatchNormLayer).virtualBatchSize).toBe(2);
+      expectIdenticalWeights(plain, viaChecked);
+      expectSamePredictions(plain, viaChecked, [3, 2, 2, 3]);
+      // The channels at another axis of the Keras shape are not this layer's.
+      const moved = artifactsOf(f);
+      moved.weightSpecs = moved.weightSpecs!.map((s) => s.name.endsWith('/beta') ? {...s, shape: [1, 1, 1, 3, 1]} : s);
+      expect(() => validateModelArtifacts(moved)).toThrow(
+          "BatchNormalization 'batch_normalization': weight 'beta' must have shape [3]; received [1, 1, 1, 3, 1].");
+      for (const model of [plain, viaChecked]) model.dispose();
+    } finally {
+      unregisterKerasAliases();
+    }
+  });
+
   it('a BatchRenormLayer saved after warm-up steps keeps its renorm_step', async () => {
     const model = tfl.sequential({layers: [
       new BatchRenormLayer({name: 'brn', inputShape: [3], renormClipping: {rmax: 3, dmax: 5},
