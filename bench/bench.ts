@@ -271,8 +271,8 @@ function ghostTable(rows: Row[]): string {
 const GHOST_NOTE = `Ghost batches: the same layer with \`virtualBatchSize: ${VIRTUAL_BATCH}\`, timed in the same ` +
   'round-robin; ghost / whole = its training time over the plain layer\'s. Channels-last inputs of rank 4 ' +
   'need a transpose each way (the ghost axis moved next to the channels); [256,512] and channels-first ' +
-  'reshape for free. With renorm, γ·r and γ·d + β take one more pass (r and d come from the averaged ' +
-  'ghost statistics).';
+  'reshape for free (the cpu backend\'s transpose is slow). With renorm, a statistics pass comes first ' +
+  '(r and d come from the averaged ghost statistics and are constants for the gradient).';
 
 /** Each target of issue 4, checked against this run's figures. */
 function targets(rows: Row[]): string {

@@ -40,12 +40,13 @@
  * ([B, C] → [v, (B/v)·C]; channels-first [B, C, H, W] → [v, (B/v)·C, H·W]);
  * a channel axis after other axes (channels-last [B, H, W, C]) needs the B/v
  * axis moved next to the channels, one transpose each way
- * ([v, B/v, H·W, C] → [v, H·W, B/v, C]).
+ * ([v, B/v, H·W, C] → [v, H·W, B/v, C]). With renorm, r and d need the
+ * averaged statistics first: one statistics pass (through tf.customGrad, so
+ * r and d are constants for the gradient), then the training pass with γ·r
+ * and γ·d + β tiled as its scale and offset.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {
-  batchNormTraining, BatchNormTrainingResult, channelScaleOffset, RenormArgs,
-} from '../kernels/batch_norm';
+import {batchNormTraining, BatchNormTrainingResult, RenormArgs} from '../kernels/batch_norm';
 import {NormalizationShapeError} from '../errors';
 
 export interface GhostBatchNormArgs {
@@ -130,20 +131,24 @@ export function ghostBatchNormTraining(x: tf.Tensor, gamma: tf.Tensor1D | null, 
       return tf.reshape(out, x.shape);
     };
     const tiled = (p: tf.Tensor1D | null) => p == null ? null : tf.tile(p, [layout.ghostBatches]);
-    // With renorm, the kernel only normalizes; γ·r and γ·d + β are applied after, since
-    // r and d come from statistics averaged over all ghost batches.
-    const batch = renorm == null ?
-      batchNormTraining(view, tiled(gamma), tiled(beta), {axis: 1, epsilon}) :
-      batchNormTraining(view, null, null, {axis: 1, epsilon});
     const average = (perGhost: tf.Tensor1D): tf.Tensor1D =>
       tf.mean(tf.reshape(perGhost, [layout.ghostBatches, channels]), 0);
-    const mean: tf.Tensor1D = average(batch.mean);
-    const variance: tf.Tensor1D = average(batch.variance);
     if (renorm == null) {
-      return {y: toInput(batch.y), mean, variance, r: tf.onesLike(mean), d: tf.zerosLike(mean)};
+      const batch = batchNormTraining(view, tiled(gamma), tiled(beta), {axis: 1, epsilon});
+      const mean = average(batch.mean);
+      return {y: toInput(batch.y), mean, variance: average(batch.variance), r: tf.onesLike(mean), d: tf.zerosLike(mean)};
     }
-    // r and d derive from the kernel's statistics outputs, which carry no gradient:
-    // constants for the gradient, as Keras's stop_gradient makes them.
+    // With renorm, r and d come from the statistics averaged over all ghost batches, so they are
+    // known only after a statistics pass; tf.customGrad makes them constants for the gradient
+    // (Keras's stop_gradient). Then one training pass takes γ·r and γ·d + β, tiled, as its scale
+    // and offset: y = γ·r·x̂ + γ·d + β per ghost batch, with the fused kernel's gradient.
+    const averaged = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+      const input = args[0] as tf.Tensor;
+      const statistics = batchNormTraining(input, null, null, {axis: 1, epsilon});
+      return {value: tf.stack([average(statistics.mean), average(statistics.variance)]),
+        gradFunc: () => tf.zerosLike(input)};
+    })(view);
+    const [mean, variance] = tf.unstack(averaged) as [tf.Tensor1D, tf.Tensor1D];
     const s = tf.maximum(renorm.stddev, Math.sqrt(epsilon));
     // minimum/maximum, not clipByValue: see the composite kernel (wasm clip with limits rounding to ±0).
     const clip = (t: tf.Tensor, lo: number, hi: number): tf.Tensor1D => tf.minimum(tf.maximum(t, lo), hi);
@@ -152,7 +157,8 @@ export function ghostBatchNormTraining(x: tf.Tensor, gamma: tf.Tensor1D | null, 
     const scale: tf.Tensor1D = gamma == null ? r : tf.mul(gamma, r);
     let offset: tf.Tensor1D = gamma == null ? d : tf.mul(gamma, d);
     if (beta != null) offset = tf.add(offset, beta);
-    return {y: channelScaleOffset(toInput(batch.y), scale, offset, axis), mean, variance, r, d};
+    const batch = batchNormTraining(view, tiled(scale), tiled(offset), {axis: 1, epsilon});
+    return {y: toInput(batch.y), mean, variance, r, d};
   });
 }
 
