@@ -319,7 +319,7 @@ async function main(): Promise<void> {
   if (GHOST_ONLY) {
     const rows = await layerRows(GHOST_LAYERS);
     console.log([
-      `# Ghost batch normalization, \`node -r esbuild-register bench/bench.ts --ghost\``, '',
+      `# Ghost batch normalization, \`node -r esbuild-register bench/bench.ts --ghost${QUICK ? ' --quick' : ''}\``, '',
       `Machine: ${machine()}. Took ${((performance.now() - started) / 60000).toFixed(1)} min; 1-minute load ` +
         `average ${loadStart} at the start, ${os.loadavg()[0].toFixed(1)} at the end. Medians of ${RUNS} runs ` +
         `after ${WARMUP} warm-up runs.`, '', GHOST_NOTE, '', ghostTable(rows), ''].join('\n'));
