@@ -13,9 +13,12 @@
  * must move at least (read x, write y; read x and dy, write dx: 5 × 4 bytes
  * per value; inference 2 × 4); peak bytes are tf.profile's peak of one
  * training step above the bytes held before it. Then `trainOnBatch` of a
- * small Conv2D + BN network, ours against the built-in, on cpu.
+ * small Conv2D + BN network, ours against the built-in, on cpu. Ghost batch
+ * normalization (`virtualBatchSize` 8) is timed next to the same layer without
+ * it, for its cost relative to plain training.
  *
- * Writes bench/results.md (unless --quick) and prints the same Markdown.
+ * Writes bench/results.md (unless --quick or --ghost) and prints the same
+ * Markdown. `--ghost` runs only the ghost-batch comparison.
  */
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
@@ -28,17 +31,31 @@ import * as path from 'path';
 import {BatchNormLayer, BatchRenormLayer, GroupNormLayer} from 'tfjs-normalization';
 
 const QUICK = process.argv.includes('--quick');
+const GHOST_ONLY = process.argv.includes('--ghost');
 const RUNS = QUICK ? 3 : 20;
 /** The built-in layer's training on cpu takes seconds per step. */
 const SLOW_RUNS = QUICK ? 1 : 5;
 const WARMUP = QUICK ? 1 : 3;
 
-type LayerName = 'built-in' | 'BatchNormLayer' | 'BatchRenormLayer' | 'GroupNormLayer';
-const LAYERS: Array<[LayerName, (axis: number) => tfl.layers.Layer]> = [
-  ['built-in', (axis) => tfl.layers.batchNormalization({axis})],
+type LayerName = 'built-in' | 'BatchNormLayer' | 'BatchRenormLayer' | 'GroupNormLayer' |
+  'BatchNormLayer v=8' | 'BatchRenormLayer v=8';
+type LayerList = Array<[LayerName, (axis: number) => tfl.layers.Layer]>;
+/** Ghost batch normalization's virtual batch size: 4 ghost batches of the [32, ...] inputs, 32 of [256, 512]. */
+const VIRTUAL_BATCH = 8;
+const CLIPPING = {rmax: 3, rmin: 1 / 3, dmax: 5};
+const GHOST_LAYERS: LayerList = [
   ['BatchNormLayer', (axis) => new BatchNormLayer({axis})],
-  ['BatchRenormLayer', (axis) => new BatchRenormLayer({axis, renormClipping: {rmax: 3, rmin: 1 / 3, dmax: 5}})],
+  ['BatchNormLayer v=8', (axis) => new BatchNormLayer({axis, virtualBatchSize: VIRTUAL_BATCH})],
+  ['BatchRenormLayer', (axis) => new BatchRenormLayer({axis, renormClipping: CLIPPING})],
+  ['BatchRenormLayer v=8', (axis) => new BatchRenormLayer({axis, renormClipping: CLIPPING, virtualBatchSize: VIRTUAL_BATCH})],
+];
+const LAYERS: LayerList = [
+  ['built-in', (axis) => tfl.layers.batchNormalization({axis})],
+  GHOST_LAYERS[0],
+  GHOST_LAYERS[2],
   ['GroupNormLayer', (axis) => new GroupNormLayer({axis, groups: 32})],
+  GHOST_LAYERS[1],
+  GHOST_LAYERS[3],
 ];
 const SHAPES: Array<{shape: number[]; axis: number}> = [
   {shape: [32, 32, 32, 64], axis: -1},
@@ -91,10 +108,10 @@ interface Subject {
  * Every layer on one input, runs interleaved round-robin (one run of each layer
  * per round) so that load from other processes falls on all layers alike.
  */
-async function measureShape(backend: string, shape: number[], axis: number): Promise<Row[]> {
+async function measureShape(backend: string, shape: number[], axis: number, layers: LayerList): Promise<Row[]> {
   const x = tf.randomNormal(shape, 1, 2, 'float32', 1);
   const dy = tf.randomNormal(shape, 0, 1, 'float32', 2);
-  const subjects: Subject[] = LAYERS.map(([name, make]) => {
+  const subjects: Subject[] = layers.map(([name, make]) => {
     const layer = make(axis);
     layer.apply(x);
     // The same non-trivial weights for every layer (weights in Keras order), so inference outputs are comparable.
@@ -109,8 +126,10 @@ async function measureShape(backend: string, shape: number[], axis: number): Pro
     return {name, layer, infer: () => layer.apply(x) as tf.Tensor, step, runs, inferenceTimes: [], trainingTimes: [], note: ''};
   });
   const [builtin, ours] = subjects;
-  const diff = tf.tidy(() => tf.max(tf.abs(tf.sub(builtin.infer(), ours.infer()))).dataSync()[0]);
-  if (!(diff < 1e-3)) builtin.note = `inference output wrong: differs from BatchNormLayer's (float64-checked) by up to ${diff.toPrecision(3)}`;
+  if (builtin.name === 'built-in') {
+    const diff = tf.tidy(() => tf.max(tf.abs(tf.sub(builtin.infer(), ours.infer()))).dataSync()[0]);
+    if (!(diff < 1e-3)) builtin.note = `inference output wrong: differs from BatchNormLayer's (float64-checked) by up to ${diff.toPrecision(3)}`;
+  }
   const fail = (t: Subject, e: unknown) => {
     t.note = [t.note, `training throws: ${(e as Error).message.split('\n')[0]}`].filter((v) => v !== '').join('; ');
   };
@@ -154,14 +173,14 @@ function describe(shape: number[], axis: number): string {
   return `[${shape.join(',')}] axis ${axis}`;
 }
 
-async function layerRows(): Promise<Row[]> {
+async function layerRows(layers: LayerList): Promise<Row[]> {
   const rows: Row[] = [];
   for (const backend of ['cpu', 'wasm']) {
     // IS_TEST silences the cpu backend's tfjs-node notice; on wasm it turns on leak checks that fail in tfjs's own kernels.
     tf.env().set('IS_TEST', backend === 'cpu');
     await tf.setBackend(backend);
     for (const {shape, axis} of SHAPES) {
-      rows.push(...await measureShape(backend, shape, axis));
+      rows.push(...await measureShape(backend, shape, axis, layers));
       process.stderr.write(`${backend} ${describe(shape, axis)} done\n`);
     }
   }
@@ -235,6 +254,26 @@ function table(rows: Row[]): string {
   return lines.join('\n');
 }
 
+/** Training with ghost batches against the same layer without them (issue 15). */
+function ghostTable(rows: Row[]): string {
+  const lines = [
+    `| backend | input | layer | training ms, whole batch | training ms, virtualBatchSize ${VIRTUAL_BATCH} | ghost / whole |`,
+    '|---|---|---|---|---|---|',
+  ];
+  for (const r of rows.filter((row) => row.layer.endsWith(` v=${VIRTUAL_BATCH}`))) {
+    const plain = rows.find((b) => b.backend === r.backend && b.shape === r.shape && `${b.layer} v=${VIRTUAL_BATCH}` === r.layer)!;
+    lines.push(`| ${r.backend} | ${r.shape} | ${plain.layer} | ${ms(plain.trainingMs)} | ${ms(r.trainingMs)} | ` +
+        `${ratio(r.trainingMs, plain.trainingMs)} |`);
+  }
+  return lines.join('\n');
+}
+
+const GHOST_NOTE = `Ghost batches: the same layer with \`virtualBatchSize: ${VIRTUAL_BATCH}\`, timed in the same ` +
+  'round-robin; ghost / whole = its training time over the plain layer\'s. Channels-last inputs of rank 4 ' +
+  'need a transpose each way (the ghost axis moved next to the channels); [256,512] and channels-first ' +
+  'reshape for free (the cpu backend\'s transpose is slow). With renorm, a statistics pass comes first ' +
+  '(r and d come from the averaged ghost statistics and are constants for the gradient).';
+
 /** Each target of issue 4, checked against this run's figures. */
 function targets(rows: Row[]): string {
   const get = (backend: string, shape: string, layer: LayerName) =>
@@ -277,7 +316,16 @@ function targets(rows: Row[]): string {
 async function main(): Promise<void> {
   const started = performance.now();
   const loadStart = os.loadavg()[0].toFixed(1);
-  const rows = await layerRows();
+  if (GHOST_ONLY) {
+    const rows = await layerRows(GHOST_LAYERS);
+    console.log([
+      `# Ghost batch normalization, \`node -r esbuild-register bench/bench.ts --ghost${QUICK ? ' --quick' : ''}\``, '',
+      `Machine: ${machine()}. Took ${((performance.now() - started) / 60000).toFixed(1)} min; 1-minute load ` +
+        `average ${loadStart} at the start, ${os.loadavg()[0].toFixed(1)} at the end. Medians of ${RUNS} runs ` +
+        `after ${WARMUP} warm-up runs.`, '', GHOST_NOTE, '', ghostTable(rows), ''].join('\n'));
+    return;
+  }
+  const rows = await layerRows(LAYERS);
   tf.env().set('IS_TEST', true);
   await tf.setBackend('cpu');
   const cnnBuiltin = await cnnMs(() => tfl.layers.batchNormalization());
@@ -305,6 +353,12 @@ async function main(): Promise<void> {
     '## Targets (issue 4)',
     '',
     targets(rows),
+    '',
+    '## Ghost batches (issue 15)',
+    '',
+    GHOST_NOTE,
+    '',
+    ghostTable(rows),
     '',
     `## trainOnBatch, Conv2D(8) + BN + ReLU, Conv2D(16) + BN + ReLU, global pooling, dense; batch [${CNN_BATCH}]; cpu`,
     '',

@@ -36,5 +36,5 @@ import './io/file_url_hint';
 // Checking untrusted model files before tfjs builds anything.
 export {checked, validateModelArtifacts} from './io/validate';
 // Keras interop: BatchNormalization aliasing and Keras 3 files are opt-in; importing changes no tfjs class.
-export {registerKerasAliases, unregisterKerasAliases, batchNormFromKerasConfig} from './tools/keras';
+export {registerKerasAliases, unregisterKerasAliases, batchNormFromKerasConfig, kerasGhostArtifacts} from './tools/keras';
 export {fromKeras, kerasArtifacts, loadKerasModel} from './tools/keras3';

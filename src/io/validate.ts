@@ -35,7 +35,7 @@ import {BatchRenormLayer} from '../layers/batch_renorm';
 import {AddonsGroupNormalization, AddonsInstanceNormalization, GroupNormLayer} from '../layers/group_norm';
 import {KerasContribInstanceNormalization} from '../layers/keras_contrib';
 import {checkWeightValue, NormalizationLayer} from '../layers/normalization_layer';
-import {KerasBatchNormalization} from '../tools/keras';
+import {KerasBatchNormalization, unconvertedGhostLayer} from '../tools/keras';
 
 type Json = Record<string, unknown>;
 
@@ -179,6 +179,9 @@ function normalizationClass(className: unknown): typeof NormalizationLayer | nul
 function checkLayer(layer: Json, byName: Map<string, Located>, data: tf.io.CompositeArrayBuffer): void {
   const cls = normalizationClass(layer.class_name);
   const config = (layer.config ?? {}) as Json;
+  if (layer.class_name === 'BatchNormalization' && config.virtual_batch_size != null && Array.isArray(config.axis)) {
+    throw unconvertedGhostLayer(`BatchNormalization '${String(config.name)}'`, config.axis);
+  }
   if (cls == null) {
     if (layer.class_name === 'BatchNormalization' && config.renorm === true) {
       // tfjs's built-in layer ignores renorm and has no variables for its three extra weights.

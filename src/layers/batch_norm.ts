@@ -20,16 +20,19 @@
  *  - with a mask (`Masking`, `Embedding({maskZero: true})`) the training
  *    statistics cover the unmasked positions only, as in Keras 3; the mask
  *    must have the input's shape without the channel axis, dtype bool
- *    (../kernels/masked_moments.ts).
+ *    (../kernels/masked_moments.ts);
+ *  - `virtualBatchSize`: tf.keras 2.x's ghost batch normalization (./ghost_batch.ts).
  *
  * Reference: S. Ioffe, C. Szegedy, "Batch Normalization: Accelerating Deep
  * Network Training by Reducing Internal Covariate Shift", ICML 2015.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import {batchNormInference, BatchNormTrainingResult, foldScaleOffset} from '../kernels/batch_norm';
+import {batchNormInference, BatchNormTrainingResult, foldScaleOffset, RenormArgs} from '../kernels/batch_norm';
 import {checkMask, maskedBatchNormTraining, unmaskedCount} from '../kernels/masked_moments';
+import {NormalizationConfigError} from '../errors';
 import {checkBoolean, checkNumber, Identifier, Initializer, resolveInitializer, serialize} from './config';
+import {ghostBatchNormTraining, ghostValuesPerChannel} from './ghost_batch';
 import {InferenceScaleOffset, NormalizationLayer, NormalizationLayerArgs, StatisticWeight} from './normalization_layer';
 
 export interface BatchNormLayerArgs extends NormalizationLayerArgs {
@@ -51,6 +54,18 @@ export interface BatchNormLayerArgs extends NormalizationLayerArgs {
    * and leaving them unchanged. Default false.
    */
   throwOnSingleValueBatch?: boolean;
+  /**
+   * Ghost batch normalization (Hoffer et al. 2017), tf.keras 2.x's
+   * `virtual_batch_size`: in training, normalize each ghost batch of this many
+   * samples with its own statistics; ghost batch j of a batch of B holds the
+   * samples i with i % (B/v) == j, as Keras's reshape to [v, B/v, ...] makes
+   * them. The moving statistics follow the ghost means and variances averaged
+   * over the ghost batches (so does `unbiasedVariance`, with m the values per
+   * channel in one ghost batch). Inference does not depend on it. A positive
+   * integer that must divide every training batch size (an error otherwise,
+   * as in Keras), or null. Not combined with masks. Default null (the whole batch).
+   */
+  virtualBatchSize?: number | null;
 }
 
 export class BatchNormLayer extends NormalizationLayer {
@@ -58,6 +73,7 @@ export class BatchNormLayer extends NormalizationLayer {
   static override configFields: readonly string[] = [
     ...NormalizationLayer.configFields,
     'momentum', 'movingMeanInitializer', 'movingVarianceInitializer', 'unbiasedVariance', 'throwOnSingleValueBatch',
+    'virtualBatchSize',
   ];
   static override nonNegativeWeights: readonly string[] = ['moving_variance'];
 
@@ -68,6 +84,7 @@ export class BatchNormLayer extends NormalizationLayer {
   readonly momentum: number;
   readonly unbiasedVariance: boolean;
   readonly throwOnSingleValueBatch: boolean;
+  readonly virtualBatchSize: number | null;
   protected readonly movingMeanInitializer: Initializer;
   protected readonly movingVarianceInitializer: Initializer;
   movingMean!: tfl.LayerVariable;
@@ -80,6 +97,8 @@ export class BatchNormLayer extends NormalizationLayer {
     this.unbiasedVariance = checkBoolean(name, 'unbiasedVariance', args.unbiasedVariance ?? false);
     this.throwOnSingleValueBatch =
         checkBoolean(name, 'throwOnSingleValueBatch', args.throwOnSingleValueBatch ?? false);
+    this.virtualBatchSize = args.virtualBatchSize == null ? null :
+      checkNumber(name, 'virtualBatchSize', args.virtualBatchSize, {integer: true, min: 1});
     this.movingMeanInitializer =
         resolveInitializer(name, 'movingMeanInitializer', args.movingMeanInitializer, 'zeros');
     this.movingVarianceInitializer =
@@ -107,8 +126,10 @@ export class BatchNormLayer extends NormalizationLayer {
           this.movingVariance.read() as tf.Tensor1D, this.gammaValue(), this.betaValue(),
           this.channelAxis, this.epsilon);
     }
+    // With ghost batches the statistics are per ghost batch: checked before anything runs.
+    const statisticsCount = this.virtualBatchSize == null ? count : this.ghostValuesPerChannel(x, mask);
     const batch = this.normalizeBatch(x, mask);
-    this.updateStatistics(batch, count);
+    this.updateStatistics(batch, statisticsCount);
     return batch.y;
   }
 
@@ -123,8 +144,25 @@ export class BatchNormLayer extends NormalizationLayer {
    * positions when `mask` is given. Subclasses change the formula here.
    */
   protected normalizeBatch(x: tf.Tensor, mask: tf.Tensor | null): BatchNormTrainingResult {
-    return maskedBatchNormTraining(x, this.gammaValue(), this.betaValue(),
-        {axis: this.channelAxis, epsilon: this.epsilon}, mask);
+    return this.batchTraining(x, mask);
+  }
+
+  /** The training op: over the (unmasked) batch, or per ghost batch with `virtualBatchSize`. */
+  protected batchTraining(x: tf.Tensor, mask: tf.Tensor | null, renorm?: RenormArgs): BatchNormTrainingResult {
+    const args = {axis: this.channelAxis, epsilon: this.epsilon, renorm};
+    return this.virtualBatchSize == null ? maskedBatchNormTraining(x, this.gammaValue(), this.betaValue(), args, mask) :
+      ghostBatchNormTraining(x, this.gammaValue(), this.betaValue(), {...args, virtualBatchSize: this.virtualBatchSize});
+  }
+
+  /** Values per channel in one ghost batch; throws for a batch v does not divide, or with a mask. */
+  private ghostValuesPerChannel(x: tf.Tensor, mask: tf.Tensor | null): number {
+    const name = this.describeLayer();
+    if (mask != null) {
+      throw new NormalizationConfigError(name, 'virtualBatchSize', this.virtualBatchSize,
+          `${name}: virtualBatchSize ${this.virtualBatchSize} cannot be combined with a mask (tf.keras 2.x has ` +
+          'no masked batch statistics and Keras 3 no virtual batches); remove the mask or virtualBatchSize.');
+    }
+    return ghostValuesPerChannel(name, x.shape, this.channelAxis, this.virtualBatchSize!);
   }
 
   /** Moving-average update of the statistics after a training step. */
@@ -162,6 +200,8 @@ export class BatchNormLayer extends NormalizationLayer {
       movingVarianceInitializer: serialize(this.movingVarianceInitializer),
       unbiasedVariance: this.unbiasedVariance,
       throwOnSingleValueBatch: this.throwOnSingleValueBatch,
+      // Only when set, as Keras writes it.
+      ...(this.virtualBatchSize == null ? {} : {virtualBatchSize: this.virtualBatchSize}),
     };
   }
 }

@@ -13,6 +13,8 @@
  * Inference is BatchNormLayer's, with moving_mean and moving_variance. A
  * training batch with one value per channel follows BatchNormLayer's rule
  * (inference, every statistic and renorm_step unchanged, or the opt-in error).
+ * With `virtualBatchSize`, r and d come from the ghost statistics averaged over
+ * the ghost batches, as in tf.keras 2.x (./ghost_batch.ts).
  *
  * Reference: S. Ioffe, "Batch Renormalization: Towards Reducing Minibatch
  * Dependence in Batch-Normalized Models", NeurIPS 2017.
@@ -20,7 +22,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import type {BatchNormTrainingResult} from '../kernels/batch_norm';
-import {maskedBatchNormTraining} from '../kernels/masked_moments';
 import {BatchNormLayer, BatchNormLayerArgs, movingAverage} from './batch_norm';
 import {checkNumber} from './config';
 import type {StatisticWeight} from './normalization_layer';
@@ -92,15 +93,11 @@ export class BatchRenormLayer extends BatchNormLayer {
   protected override normalizeBatch(x: tf.Tensor, mask: tf.Tensor | null): BatchNormTrainingResult {
     // One scalar read per step, and only with a warm-up: the limits are kernel attributes.
     const step = this.renormStep == null ? 0 : this.renormStep.read().dataSync()[0];
-    return maskedBatchNormTraining(x, this.gammaValue(), this.betaValue(), {
-      axis: this.channelAxis,
-      epsilon: this.epsilon,
-      renorm: {
-        mean: this.renormMean.read() as tf.Tensor1D,
-        stddev: this.renormStddev.read() as tf.Tensor1D,
-        ...renormLimits(this.renormClipping, this.renormWarmup, step),
-      },
-    }, mask);
+    return this.batchTraining(x, mask, {
+      mean: this.renormMean.read() as tf.Tensor1D,
+      stddev: this.renormStddev.read() as tf.Tensor1D,
+      ...renormLimits(this.renormClipping, this.renormWarmup, step),
+    });
   }
 
   protected override updateStatistics(batch: BatchNormTrainingResult, count: number): void {

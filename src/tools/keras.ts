@@ -25,8 +25,15 @@
  *    yourself to continue the fused behaviour);
  *  - synchronized → accepted: one device means the same statistics;
  *  - renorm, renorm_clipping, renorm_momentum → BatchRenormLayer;
- *  - virtual_batch_size (ghost batch normalization) → error: training would
- *    compute different statistics, and this package does not implement it;
+ *  - virtual_batch_size (ghost batch normalization) → virtualBatchSize. A
+ *    built tf.keras 2.x layer with it saves its axis shifted by one (build
+ *    inserts the ghost axis at index 1 and adds 1 to each axis, so a [B, C]
+ *    input saves axis [2]) and its weights with shape [1, 1, C]-like
+ *    (tf_keras/layers/normalization/batch_normalization.py v2.17.0, lines
+ *    412-425; keras-team/tf-keras#546: Keras cannot load such a file itself).
+ *    Such a file loads through `fromKeras`, whose `kerasGhostArtifacts` step
+ *    shifts the axis list back and reshapes the weights to [C]; here an axis
+ *    list with virtual_batch_size (an unconverted file) is an error naming it;
  *  - adjustment → error (Keras never serializes it; a config carrying one was
  *    edited by hand and its function cannot be honoured).
  * `unregisterKerasAliases()` restores tfjs's own BatchNormalization.
@@ -71,9 +78,8 @@ export function batchNormFromKerasConfig(config: Config): BatchNormLayer {
     args.axis = config.axis[0];
   }
   if (config.virtualBatchSize != null) {
-    throw configError(layer, 'virtual_batch_size', config.virtualBatchSize, 'ghost batch normalization ' +
-        '(virtual_batch_size) is not supported: training would compute different statistics. Remove the key ' +
-        'from model.json to load the model for inference (inference does not depend on it)');
+    args.virtualBatchSize = config.virtualBatchSize;
+    if (Array.isArray(config.axis)) throw unconvertedGhostLayer(layer, config.axis);
   }
   if (config.adjustment != null) {
     throw configError(layer, 'adjustment', config.adjustment, 'an adjustment function cannot be honoured ' +
@@ -92,6 +98,58 @@ export function batchNormFromKerasConfig(config: Config): BatchNormLayer {
     });
   }
   return new BatchNormLayer(args as BatchNormLayerArgs);
+}
+
+/**
+ * A built tf.keras 2.x BatchNormalization with `virtual_batch_size` saves its
+ * axis as a list shifted past the ghost axis its build inserts at 1 (`[4]`
+ * for a [B, H, W, C] input) and its weights in that broadcast shape
+ * ([1, 1, 1, 1, C]; tf_keras/layers/normalization/batch_normalization.py,
+ * `build`, see ../layers/ghost_batch.ts). tfjs writes weights by shape, so
+ * such a file loads only after `kerasGhostArtifacts` (run by `fromKeras` /
+ * `loadKerasModel`) has rewritten it.
+ */
+export function unconvertedGhostLayer(layer: string, axis: unknown): Error {
+  return configError(layer, 'axis', axis, 'a built tf.keras layer with virtual_batch_size saves its axis shifted ' +
+      'past the ghost axis and its weights as [1, ..., C]; load the model through fromKeras(handler) or ' +
+      'loadKerasModel(url) from tfjs-normalization, which rewrite both (the weight bytes are the same)');
+}
+
+/**
+ * Artifacts with every ghost-batch BatchNormalization of a tf.keras 2.x file
+ * (`virtual_batch_size` set, `axis` a one-element list) rewritten to what
+ * `BatchNormLayer` builds: the axis of the layer's input (the saved one − 1)
+ * and per-channel weights of shape [C] instead of Keras's [1, ..., C, ...]
+ * (the same bytes, so only the manifest changes). Pure: returns new artifacts
+ * and leaves other layers as they are.
+ */
+export function kerasGhostArtifacts(artifacts: tf.io.ModelArtifacts): tf.io.ModelArtifacts {
+  const topology = artifacts.modelTopology as Record<string, unknown> | null | undefined;
+  if (topology == null || topology instanceof ArrayBuffer || typeof topology !== 'object') return artifacts;
+  const shiftedAxis = new Map<string, number>();
+  const rewrite = (entry: unknown): unknown => {
+    if (entry == null || typeof entry !== 'object' || Array.isArray(entry)) return entry;
+    const {class_name: className, config} = entry as {class_name?: unknown; config?: Record<string, unknown>};
+    if (config == null || typeof config !== 'object') return entry;
+    if (Array.isArray(config.layers)) return {...entry, config: {...config, layers: config.layers.map(rewrite)}};
+    const axis = config.axis;
+    if (className !== 'BatchNormalization' || config.virtual_batch_size == null || !Array.isArray(axis) ||
+        axis.length !== 1 || !Number.isInteger(axis[0]) || axis[0] < 2) {
+      return entry;
+    }
+    shiftedAxis.set(String(config.name), axis[0]);
+    return {...entry, config: {...config, axis: axis[0] - 1}};
+  };
+  const modelConfig = rewrite(topology.model_config);
+  if (shiftedAxis.size === 0) return artifacts;
+  const weightSpecs = artifacts.weightSpecs?.map((spec) => {
+    const slash = spec.name.lastIndexOf('/');
+    const shifted = shiftedAxis.get(spec.name.slice(0, slash));
+    const keras = shifted != null && spec.shape.length === shifted + 1 &&
+        spec.shape.every((size, i) => i === shifted || size === 1);
+    return keras ? {...spec, shape: [spec.shape[shifted!]]} : spec;
+  });
+  return {...artifacts, modelTopology: {...topology, model_config: modelConfig}, weightSpecs};
 }
 
 /** Registered under `BatchNormalization` by `registerKerasAliases`. */

@@ -44,12 +44,15 @@
  * kwargs, two weights mapping to one name.
  *
  * Files that are not Keras 3 (`keras_version` 2.x, or saved by tfjs) pass
- * through unchanged.
+ * through unchanged, except tf.keras 2.x's ghost-batch BatchNormalization
+ * (`virtual_batch_size`), whose shifted axis and [1, ..., C] weight shapes
+ * are rewritten by `kerasGhostArtifacts` (./keras.ts).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {isKeras3Topology, validateModelArtifacts} from '../io/validate';
 import {configError} from '../layers/config';
+import {kerasGhostArtifacts} from './keras';
 
 type Json = Record<string, unknown>;
 
@@ -80,7 +83,8 @@ const isObject = (value: unknown): value is Json =>
  */
 export function kerasArtifacts(artifacts: tf.io.ModelArtifacts): tf.io.ModelArtifacts {
   const topology = artifacts.modelTopology;
-  if (!isKeras3Topology(topology)) return artifacts;
+  // tf.keras 2.x files need only the ghost-batch rewrite; Keras 3 has no virtual batches.
+  if (!isKeras3Topology(topology)) return kerasGhostArtifacts(artifacts);
   const source = topology as Json;
   const modelConfig = source.model_config;
   if (!isObject(modelConfig)) {

@@ -8,8 +8,8 @@ import * as nodePath from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {
-  AddonsGroupNormalization, AddonsInstanceNormalization, BatchNormLayer, BatchRenormLayer, checked, fileSystem,
-  GroupNormLayer, KerasContribInstanceNormalization, NormalizationLayer, registerKerasAliases, unregisterKerasAliases,
+  AddonsGroupNormalization, AddonsInstanceNormalization, BatchNormLayer, BatchRenormLayer, checked, fileSystem, fromKeras,
+  GroupNormLayer, KerasContribInstanceNormalization, kerasGhostArtifacts, NormalizationLayer, registerKerasAliases, unregisterKerasAliases,
   validateModelArtifacts,
 } from '../../src/io';
 import {FilterResponseNorm} from '../../examples/extend';
@@ -88,6 +88,29 @@ describe('valid models load through checked() and fileSystem exactly as without 
           'values >= 0');
       expect(tf.memory().numTensors).toBe(tensors);
       for (const model of [plain, viaChecked, viaDisk]) model.dispose();
+    } finally {
+      unregisterKerasAliases();
+    }
+  });
+
+  it('a Keras BatchNormalization(virtual_batch_size=2) fixture: weights [1, 1, 1, 1, C], C at the saved axis', async () => {
+    registerKerasAliases();
+    try {
+      const f = readDir(nodePath.join(KERAS, 'tf2_virtual_batch'));
+      // As saved, its [1, 1, 1, 1, 3] weights cannot be written by tfjs: validation points to fromKeras.
+      await expect(tfl.loadLayersModel(checked(tf.io.fromMemory(artifactsOf(f))))).rejects.toThrow(
+          "BatchNormalization 'batch_normalization': invalid axis [4]; a built tf.keras layer with virtual_batch_size");
+      const plain = await tfl.loadLayersModel(tf.io.fromMemory(kerasGhostArtifacts(artifactsOf(f))));
+      const viaKeras = await tfl.loadLayersModel(fromKeras(tf.io.fromMemory(artifactsOf(f))));
+      expect((viaKeras.getLayer('batch_normalization') as BatchNormLayer).virtualBatchSize).toBe(2);
+      expectIdenticalWeights(plain, viaKeras);
+      expectSamePredictions(plain, viaKeras, [3, 2, 2, 3]);
+      // The channels at another axis of the Keras shape are not this layer's: left as they are, and refused.
+      const moved = artifactsOf(f);
+      moved.weightSpecs = moved.weightSpecs!.map((s) => s.name.endsWith('/beta') ? {...s, shape: [1, 1, 1, 3, 1]} : s);
+      expect(() => validateModelArtifacts(kerasGhostArtifacts(moved))).toThrow(
+          "BatchNormalization 'batch_normalization': weight 'beta' must have shape [3]; received [1, 1, 1, 3, 1].");
+      for (const model of [plain, viaKeras]) model.dispose();
     } finally {
       unregisterKerasAliases();
     }
