@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Tries the package as a new user would: packs it, installs the tarball with
 # @tensorflow/tfjs@VERSION into an empty app and runs the README's Node example
-# from CommonJS and from an ES module. Usage: bash compat/try-as-user.sh 4.22.0 4.6.0
-# With a tfjs older than the peer range (e.g. 4.5.0) npm nests a second
-# tfjs-core under the package, and the import must fail with the two-copies error.
+# from CommonJS and from an ES module.
+# Usage (after npm run build): bash compat/try-as-user.sh 4.22.0 4.6.0 4.5.0
+# With a tfjs older than the peer range (e.g. 4.5.0) npm refuses the install
+# (ERESOLVE, peer conflict); the script reports it and exits non-zero.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 work="$(mktemp -d)"
-(cd "$root" && npm run build --silent >/dev/null) || { echo "build failed"; exit 1; }
 tarball="$work/$(cd "$root" && npm pack --ignore-scripts --pack-destination "$work" --json \
   | node -e 'console.log(JSON.parse(require("fs").readFileSync(0, "utf8"))[0].filename)')"
 # The README's Node example (README.md, "Install and use"), as ES module and as CommonJS.
