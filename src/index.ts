@@ -3,6 +3,8 @@
  * Importing this module registers every layer class with the tfjs
  * serialization registry, so saved models load with `tf.loadLayersModel`.
  */
+// First: fails the import, before any layer registers, when tfjs is loaded twice or too old.
+import './tfjs_check';
 // Error classes, so callers can tell bad config from bad shapes without matching text.
 export {NormalizationConfigError, NormalizationShapeError} from './errors';
 // The base class and what a variant of your own needs (docs/extending.md).

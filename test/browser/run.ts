@@ -312,7 +312,7 @@ Object.assign(window, {tf, tfnorm});`,
     bundle: true, format: 'iife', platform: 'browser', write: false, metafile: true, logLevel: 'silent',
   });
   const inputs = Object.keys(app.metafile!.inputs);
-  assert(inputs.includes('dist/browser/tfjs-normalization.esm.js'),
+  assert(inputs.includes('dist/esm/index.js'),
       `'tfjs-normalization/browser' resolved to ${inputs.filter((p) => !p.includes('node_modules'))}`);
   // The package folders each file came from; one copy of a package means one folder.
   const copies = (pkg: string) => new Set(inputs
