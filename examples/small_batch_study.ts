@@ -14,11 +14,13 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {recalibrateStatistics} from 'tfjs-normalization';
 import {fileSystem} from 'tfjs-normalization/node';
-import {Dataset, defaultDataDir, permutation, readSplit, seededRandom, subset} from './small_batch_study/data';
+import {
+  Dataset, defaultDataDir, firstExamples, permutation, readSplit, seededRandom, subset,
+} from './small_batch_study/data';
 import {Architecture, CNN_FILTERS, ModelShape, Variant, VARIANTS} from './small_batch_study/model';
 import {lineChart} from './small_batch_study/svg';
 import {
-  accuracy, batchOfOnePrediction, bitIdentical, inputShape, predict, predictTrainingMode, trainRun,
+  accuracy, batchOfOnePrediction, bitIdentical, CLASSES, inputShape, predict, predictTrainingMode, trainRun,
 } from './small_batch_study/train';
 import {runMain} from './run_main';
 
@@ -60,6 +62,12 @@ const MOMENTUM = 0.9;
 const BASE_BATCH = 32;
 /** Test batch sizes of the training-mode table. */
 export const TEST_BATCHES = [32, 2, 1];
+/**
+ * The training-mode table uses the first 2,000 test images: predicting one or
+ * two images per call costs about a millisecond a call, so the whole test set
+ * would add over a minute to the default run.
+ */
+export const TRAINING_MODE_EXAMPLES = 2000;
 /** Width of the layer column in the tables and progress lines. */
 const LABEL_WIDTH = 28;
 
@@ -95,6 +103,10 @@ export interface RunRecord {
 
 /** Test accuracy when the model predicts in training mode (batch statistics), per test batch size. */
 export interface TrainingModeRecord {
+  /** The first `examples` test images are evaluated (TRAINING_MODE_EXAMPLES, or all if fewer). */
+  examples: number;
+  /** Accuracy on those images in inference mode, for comparison. */
+  inferenceAccuracy: number;
   /** One entry per TEST_BATCHES size; accuracy null and error set when the model threw. */
   batches: Array<{testBatch: number; accuracy: number | null; error: string | null}>;
   /** What batch statistics give for a batch of one, computed from the weights: one class for every input. */
@@ -106,8 +118,6 @@ export interface StudyResult {
   learningRateRule: string;
   layers: Array<{key: string; label: string; settings: string}>;
   machine: {cpus: number; cpuModel: string; node: string; backend: string};
-  /** Test examples evaluated. */
-  testCount: number;
   runs: RunRecord[];
   seconds: number;
 }
@@ -168,7 +178,6 @@ export async function main(overrides: Partial<StudyOptions> = {}): Promise<Study
     layers: variants.map(({key, label, settings}) => ({key, label, settings})),
     machine: {cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', node: process.version,
       backend: tf.getBackend()},
-    testCount: test.count,
     runs,
     seconds: (Date.now() - start) / 1000,
   };
@@ -221,7 +230,7 @@ async function studyRun(variant: Variant, batchSize: number, seed: number, train
   const sizes = options.batchSizes;
   const trainingMode = variant.trainingModeTable &&
       (batchSize === Math.min(...sizes) || batchSize === Math.max(...sizes)) ?
-    await trainingModeRun(reloaded, reload, test, shape) : null;
+    await trainingModeRun(reloaded, reload, test, shape, probabilities) : null;
   reloaded.dispose();
   return {
     layer: variant.key, label: variant.label, batchSize, seed, learningRate: lr, steps: training.steps,
@@ -232,12 +241,16 @@ async function studyRun(variant: Variant, batchSize: number, seed: number, train
 }
 
 /**
- * Test accuracy in training mode for each TEST_BATCHES size, each on a fresh
- * copy of the saved model (training mode updates the moving statistics, and a
- * layer that falls back to them must see the trained ones).
+ * Test accuracy in training mode for each TEST_BATCHES size on the first
+ * TRAINING_MODE_EXAMPLES test images, each on a fresh copy of the saved model
+ * (training mode updates the moving statistics, and a layer that falls back to
+ * them must see the trained ones); `probabilities` are the inference-mode ones.
  */
-async function trainingModeRun(model: tfl.LayersModel, reload: () => Promise<tfl.LayersModel>, test: Dataset,
-    shape: ModelShape): Promise<TrainingModeRecord> {
+async function trainingModeRun(model: tfl.LayersModel, reload: () => Promise<tfl.LayersModel>, allTest: Dataset,
+    shape: ModelShape, probabilities: Float32Array): Promise<TrainingModeRecord> {
+  const examples = Math.min(TRAINING_MODE_EXAMPLES, allTest.count);
+  const test = firstExamples(allTest, examples);
+  const inferenceAccuracy = accuracy(probabilities.subarray(0, examples * CLASSES), test.labels);
   const batches: TrainingModeRecord['batches'] = [];
   for (const testBatch of TEST_BATCHES) {
     const copy = await reload();
@@ -250,10 +263,10 @@ async function trainingModeRun(model: tfl.LayersModel, reload: () => Promise<tfl
       copy.dispose();
     }
   }
-  const probabilities = batchOfOnePrediction(model);
-  const predictedClass = probabilities.indexOf(Math.max(...probabilities));
+  const constant = batchOfOnePrediction(model);
+  const predictedClass = constant.indexOf(Math.max(...constant));
   return {
-    batches,
+    examples, inferenceAccuracy, batches,
     batchOfOne: {predictedClass, accuracy: test.labels.filter((l) => l === predictedClass).length / test.count},
   };
 }
@@ -327,8 +340,10 @@ export function formatTrainingModeTable(result: StudyResult): string[] {
   const width = LABEL_WIDTH + 18;
   const header = ['layer, trained at batch'.padEnd(width), 'inference'.padStart(10),
     ...TEST_BATCHES.map((b) => `train-mode ${b}`.padStart(14)), 'β only, 1'.padStart(10)].join(' ');
-  const lines = ['', 'Test accuracy in inference mode (moving statistics) and in training mode (each test batch ' +
-      'normalized with its own statistics), by test batch size:', header, '-'.repeat(header.length)];
+  const examples = rows[0].runs[0].trainingMode!.examples;
+  const lines = ['', `Accuracy on the first ${examples} test images in inference mode (moving statistics) and in ` +
+      'training mode (each test batch normalized with its own statistics), by test batch size:', header,
+  '-'.repeat(header.length)];
   const errors = new Map<string, string>();
   for (const {layer, batchSize, runs} of rows) {
     const cells = TEST_BATCHES.map((testBatch) => {
@@ -341,15 +356,15 @@ export function formatTrainingModeTable(result: StudyResult): string[] {
       return formatAccuracy(meanSd(entries.map((e) => e.accuracy!)), repeated);
     });
     lines.push([`${layer.label}, batch ${batchSize}`.padEnd(width),
-      formatAccuracy(meanAccuracy(result, layer.key, batchSize), repeated).padStart(10),
+      formatAccuracy(meanSd(runs.map((r) => r.trainingMode!.inferenceAccuracy)), repeated).padStart(10),
       ...cells.map((c) => c.padStart(14)),
       formatAccuracy(meanSd(runs.map((r) => r.trainingMode!.batchOfOne.accuracy)), repeated).padStart(10)].join(' '));
   }
   lines.push('β only, 1: batch statistics of a batch of one example, computed from the weights (μ_B = x, σ²_B = 0, ' +
       'so the last normalization layer outputs β for every input and the model predicts one class).');
-  for (const testBatch of TEST_BATCHES.filter((b) => result.testCount % b !== 0)) {
-    lines.push(`Test batches of ${testBatch}: the last one holds the remaining ${result.testCount % testBatch} ` +
-        `of the ${result.testCount} test examples.`);
+  for (const testBatch of TEST_BATCHES.filter((b) => examples % b !== 0)) {
+    lines.push(`Test batches of ${testBatch}: the last one holds the remaining ${examples % testBatch} ` +
+        `of the ${examples} test images.`);
   }
   for (const [where, message] of errors) lines.push(`${where}: ${message.split('\n')[0]}`);
   return lines;
@@ -372,7 +387,8 @@ function meanSd(values: number[]): {mean: number; sd: number} {
   return {mean, sd};
 }
 
-function writeResults(result: StudyResult, outDir: string, log: (line: string) => void): void {
+/** Writes results.json and the chart accuracy.svg (mean ± sd error bars when there are repeats) to `outDir`. */
+export function writeResults(result: StudyResult, outDir: string, log: (line: string) => void): void {
   fs.mkdirSync(outDir, {recursive: true});
   const json = path.join(outDir, 'results.json');
   fs.writeFileSync(json, JSON.stringify(result, null, 2) + '\n');

@@ -25,7 +25,7 @@ export interface TrainedRun {
   msPerStep: number;
 }
 
-const CLASSES = 10;
+export const CLASSES = 10;
 
 /**
  * Trains a fresh model: `epochs` passes over `train` in a seeded order, full

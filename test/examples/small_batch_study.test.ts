@@ -445,6 +445,8 @@ describe('the study end to end on a few real MNIST examples', () => {
       expect(withTable.sort()).toEqual(['batchNorm/2', 'batchNorm/32', 'tfjs/2', 'tfjs/32']);
       for (const r of result.runs.filter((x) => x.trainingMode != null)) {
         const [b32, b2, b1] = r.trainingMode!.batches;
+        expect(r.trainingMode!.examples).toBe(100); // all 100: fewer than TRAINING_MODE_EXAMPLES
+        expect(r.trainingMode!.inferenceAccuracy).toBe(r.testAccuracy);
         expect([b32.testBatch, b2.testBatch, b1.testBatch]).toEqual([32, 2, 1]);
         expect(b32.error).toBeNull();
         expect(b2.error).toBeNull();
@@ -508,6 +510,7 @@ describe('the training-mode table', () => {
       layer: 'batchNorm', label: 'BatchNormLayer', batchSize: 2, seed, learningRate: 0, steps: 1, examplesSeen: 2,
       testAccuracy, firstLoss: 0, lastLoss: 0, msPerStep: 0, reloadBitIdentical: true, trainedAs: null,
       trainingMode: {
+        examples: 100, inferenceAccuracy: testAccuracy,
         batches: [32, 2, 1].map((testBatch, i) => ({testBatch, accuracy: accuracies[i],
           error: accuracies[i] == null ? 'refused\nsecond line' : null})),
         batchOfOne: {predictedClass: 1, accuracy: 0.1},
@@ -515,14 +518,14 @@ describe('the training-mode table', () => {
     });
     const result = {
       options: {batchSizes: [2], repeats: 2}, layers: [{key: 'batchNorm', label: 'BatchNormLayer', settings: ''}],
-      testCount: 100, runs: [record(1, [0.9, 0.5, null], 0.7), record(2, [0.8, 0.6, null], 0.8)],
+      runs: [record(1, [0.9, 0.5, null], 0.7), record(2, [0.8, 0.6, null], 0.8)],
     } as unknown as StudyResult;
     const lines = formatTrainingModeTable(result);
     const row = lines.find((l) => l.startsWith('BatchNormLayer, batch 2'))!;
     // mean and sample sd of {0.7, 0.8}, {0.9, 0.8}, {0.5, 0.6}: 75.0±7.1, 85.0±7.1, 55.0±7.1
     expect(row.split(/ +/).slice(3)).toEqual(['75.0±7.1', '85.0±7.1', '55.0±7.1', 'error', '10.0±0.0']);
     expect(lines).toContain('BatchNormLayer at test batch 1: refused');
-    expect(lines.some((l) => /remaining 4 of the 100 test examples/.test(l))).toBe(true);
+    expect(lines.some((l) => /remaining 4 of the 100 test images/.test(l))).toBe(true);
     expect(formatTrainingModeTable({...result, runs: result.runs.map((r) => ({...r, trainingMode: null}))})).toEqual([]);
   });
 });
