@@ -378,6 +378,9 @@ describe('predicting in training mode', () => {
   });
 });
 
+/** The end-to-end runs train up to 21 small models; a machine shared with other jobs can slow them tenfold. */
+const E2E_TIMEOUT = 600_000;
+
 describe('the study end to end on a few real MNIST examples', () => {
   it('trains every layer at every batch size, reloads bit-identically, writes JSON and SVG', async () => {
     const out = tempDir();
@@ -475,7 +478,7 @@ describe('the study end to end on a few real MNIST examples', () => {
     } finally {
       fs.rmSync(out, {recursive: true, force: true});
     }
-  }, 300_000); // 24 runs; about 20 s on a quiet 2-core machine, several times that while it is shared
+  }, E2E_TIMEOUT);
 
   it('repeats over seeds: one run per seed, the table showing mean ± sd, the chart error bars', async () => {
     const lines: string[] = [];
@@ -501,7 +504,7 @@ describe('the study end to end on a few real MNIST examples', () => {
     expect(sd).toBeCloseTo(Math.abs(pair[0] - pair[1]) / Math.SQRT2, 12);
     const row = lines.find((l) => l.startsWith('no normalization'))!;
     expect(row).toContain(`${(mean * 100).toFixed(1)}±${(sd * 100).toFixed(1)}`);
-  });
+  }, E2E_TIMEOUT);
 });
 
 describe('the training-mode table', () => {
