@@ -12,11 +12,16 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
+import {recalibrateStatistics} from 'tfjs-normalization';
 import {fileSystem} from 'tfjs-normalization/node';
-import {Dataset, defaultDataDir, permutation, readSplit, seededRandom, subset} from './small_batch_study/data';
+import {
+  Dataset, defaultDataDir, firstExamples, permutation, readSplit, seededRandom, subset,
+} from './small_batch_study/data';
 import {Architecture, CNN_FILTERS, ModelShape, Variant, VARIANTS} from './small_batch_study/model';
 import {lineChart} from './small_batch_study/svg';
-import {accuracy, bitIdentical, predict, trainRun} from './small_batch_study/train';
+import {
+  accuracy, batchOfOnePrediction, bitIdentical, CLASSES, inputShape, predict, predictTrainingMode, trainRun,
+} from './small_batch_study/train';
 import {runMain} from './run_main';
 
 export interface StudyOptions {
@@ -55,6 +60,16 @@ export const DEFAULTS: StudyOptions = {
 
 const MOMENTUM = 0.9;
 const BASE_BATCH = 32;
+/** Test batch sizes of the training-mode table. */
+export const TEST_BATCHES = [32, 2, 1];
+/**
+ * The training-mode table uses the first 2,000 test images: predicting one or
+ * two images per call took 1–2 ms of CPU a call on the project's machine, and
+ * the whole test set would take some 40,000 calls in the default run.
+ */
+export const TRAINING_MODE_EXAMPLES = 2000;
+/** Width of the layer column in the tables and progress lines. */
+const LABEL_WIDTH = 28;
 
 /** The learning-rate rule, the same for every layer: linear scaling from the rate at batch 32. */
 export function learningRate(options: Pick<StudyOptions, 'baseLearningRate'>, batchSize: number): number {
@@ -80,6 +95,22 @@ export interface RunRecord {
   msPerStep: number;
   /** Predictions of the saved-and-reloaded model equal the original's bit for bit. */
   reloadBitIdentical: boolean;
+  /** The variant whose trained model (same config, same run) this one reloaded instead of training again. */
+  trainedAs: string | null;
+  /** Only for variants in the training-mode table, at the smallest and largest batch size. */
+  trainingMode: TrainingModeRecord | null;
+}
+
+/** Test accuracy when the model predicts in training mode (batch statistics), per test batch size. */
+export interface TrainingModeRecord {
+  /** The first `examples` test images are evaluated (TRAINING_MODE_EXAMPLES, or all if fewer). */
+  examples: number;
+  /** Accuracy on those images in inference mode, for comparison. */
+  inferenceAccuracy: number;
+  /** One entry per TEST_BATCHES size; accuracy null and error set when the model threw. */
+  batches: Array<{testBatch: number; accuracy: number | null; error: string | null}>;
+  /** What batch statistics give for a batch of one, computed from the weights: one class for every input. */
+  batchOfOne: {predictedClass: number; accuracy: number};
 }
 
 export interface StudyResult {
@@ -129,8 +160,10 @@ export async function main(overrides: Partial<StudyOptions> = {}): Promise<Study
       const train = data.trainingSubset(seed);
       for (const variant of variants) {
         for (const batchSize of options.batchSizes) {
-          const name = `${variant.key}-batch${batchSize}${seeds.length > 1 ? `-seed${seed}` : ''}`;
-          runs.push(await studyRun(variant, batchSize, seed, train, test, shape, options, path.join(modelDir, name)));
+          const saveDir = (key: string) =>
+            path.join(modelDir, `${key}-batch${batchSize}${seeds.length > 1 ? `-seed${seed}` : ''}`);
+          const base = runs.find((r) => r.layer === variant.trainedAs && r.batchSize === batchSize && r.seed === seed);
+          runs.push(await studyRun(variant, batchSize, seed, train, test, shape, options, saveDir, base));
         }
       }
     }
@@ -148,33 +181,93 @@ export async function main(overrides: Partial<StudyOptions> = {}): Promise<Study
     runs,
     seconds: (Date.now() - start) / 1000,
   };
-  for (const line of formatTable(result)) options.log(line);
+  for (const line of [...formatTable(result), ...formatTrainingModeTable(result)]) options.log(line);
   if (options.outDir != null) writeResults(result, options.outDir, options.log);
   return result;
 }
 
-/** Trains one layer at one batch size, evaluates it, and checks the save/load round trip. */
+/**
+ * Trains one layer at one batch size (or reloads the model of the variant it
+ * is `trainedAs`, when `base` ran), recalibrates it if asked, evaluates it,
+ * checks the save/load round trip, and fills the training-mode table.
+ */
 async function studyRun(variant: Variant, batchSize: number, seed: number, train: Dataset, test: Dataset,
-    shape: ModelShape, options: StudyOptions, saveDir: string): Promise<RunRecord> {
+    shape: ModelShape, options: StudyOptions, saveDir: (key: string) => string, base: RunRecord | undefined):
+    Promise<RunRecord> {
   const lr = learningRate(options, batchSize);
-  const optimizer = tf.train.momentum(lr, MOMENTUM);
-  const run = await trainRun(variant, train, {
-    shape, batchSize, epochs: options.epochs, seed, optimizer,
-    progressLabel: options.progress ?
-      `${variant.label.padEnd(24)} batch ${String(batchSize).padStart(3)}` +
-          `${options.repeats > 1 ? ` seed ${seed}` : ''}` : undefined,
-  });
-  const probabilities = predict(run.model, test, shape);
-  await run.model.save(fileSystem(saveDir));
-  const reloaded = await tfl.loadLayersModel(fileSystem(saveDir));
+  let model: tfl.LayersModel;
+  let training: Pick<RunRecord, 'steps' | 'firstLoss' | 'lastLoss' | 'msPerStep'>;
+  if (base != null) {
+    model = await tfl.loadLayersModel(fileSystem(saveDir(base.layer)));
+    training = {steps: base.steps, firstLoss: base.firstLoss, lastLoss: base.lastLoss, msPerStep: base.msPerStep};
+  } else {
+    const optimizer = tf.train.momentum(lr, MOMENTUM);
+    const run = await trainRun(variant, train, {
+      shape, batchSize, epochs: options.epochs, seed, optimizer,
+      progressLabel: options.progress ?
+        `${variant.label.padEnd(LABEL_WIDTH)} batch ${String(batchSize).padStart(3)}` +
+            `${options.repeats > 1 ? ` seed ${seed}` : ''}` : undefined,
+    });
+    optimizer.dispose();
+    model = run.model;
+    training = run;
+  }
+  if (variant.recalibrate) {
+    // All the training images as one batch: μ and σ² are their exact mean and unbiased variance.
+    const images = tf.tensor(train.images, inputShape(shape, train.count));
+    try {
+      await recalibrateStatistics(model, [images]);
+    } finally {
+      images.dispose();
+    }
+  }
+  const probabilities = predict(model, test, shape);
+  await model.save(fileSystem(saveDir(variant.key)));
+  model.dispose();
+  const reload = () => tfl.loadLayersModel(fileSystem(saveDir(variant.key)));
+  const reloaded = await reload();
   const reloadBitIdentical = bitIdentical(probabilities, predict(reloaded, test, shape));
-  run.model.dispose();
+  const sizes = options.batchSizes;
+  const trainingMode = variant.trainingModeTable &&
+      (batchSize === Math.min(...sizes) || batchSize === Math.max(...sizes)) ?
+    await trainingModeRun(reloaded, reload, test, shape, probabilities) : null;
   reloaded.dispose();
-  optimizer.dispose();
   return {
-    layer: variant.key, label: variant.label, batchSize, seed, learningRate: lr, steps: run.steps,
-    examplesSeen: run.steps * batchSize, testAccuracy: accuracy(probabilities, test.labels),
-    firstLoss: run.firstLoss, lastLoss: run.lastLoss, msPerStep: run.msPerStep, reloadBitIdentical,
+    layer: variant.key, label: variant.label, batchSize, seed, learningRate: lr, steps: training.steps,
+    examplesSeen: training.steps * batchSize, testAccuracy: accuracy(probabilities, test.labels),
+    firstLoss: training.firstLoss, lastLoss: training.lastLoss, msPerStep: training.msPerStep, reloadBitIdentical,
+    trainedAs: base?.layer ?? null, trainingMode,
+  };
+}
+
+/**
+ * Test accuracy in training mode for each TEST_BATCHES size on the first
+ * TRAINING_MODE_EXAMPLES test images, each on a fresh copy of the saved model
+ * (training mode updates the moving statistics, and a layer that falls back to
+ * them must see the trained ones); `probabilities` are the inference-mode ones.
+ */
+async function trainingModeRun(model: tfl.LayersModel, reload: () => Promise<tfl.LayersModel>, allTest: Dataset,
+    shape: ModelShape, probabilities: Float32Array): Promise<TrainingModeRecord> {
+  const examples = Math.min(TRAINING_MODE_EXAMPLES, allTest.count);
+  const test = firstExamples(allTest, examples);
+  const inferenceAccuracy = accuracy(probabilities.subarray(0, examples * CLASSES), test.labels);
+  const batches: TrainingModeRecord['batches'] = [];
+  for (const testBatch of TEST_BATCHES) {
+    const copy = await reload();
+    try {
+      batches.push({testBatch, accuracy: accuracy(predictTrainingMode(copy, test, shape, testBatch), test.labels),
+        error: null});
+    } catch (e) {
+      batches.push({testBatch, accuracy: null, error: (e as Error).message});
+    } finally {
+      copy.dispose();
+    }
+  }
+  const constant = batchOfOnePrediction(model);
+  const predictedClass = constant.indexOf(Math.max(...constant));
+  return {
+    examples, inferenceAccuracy, batches,
+    batchOfOne: {predictedClass, accuracy: test.labels.filter((l) => l === predictedClass).length / test.count},
   };
 }
 
@@ -202,17 +295,16 @@ export function formatTable(result: StudyResult): string[] {
   const sizes = result.options.batchSizes;
   const largest = Math.max(...sizes);
   const smallest = Math.min(...sizes);
-  const header = ['layer'.padEnd(24), ...sizes.map((b) => `batch ${b}`.padStart(9)),
+  const header = ['layer'.padEnd(LABEL_WIDTH), ...sizes.map((b) => `batch ${b}`.padStart(9)),
     `${smallest} vs ${largest}`.padStart(9)].join(' ');
   const lines = ['', 'Test accuracy in inference mode (batch-norm layers use their moving statistics):', header,
     '-'.repeat(header.length)];
   const repeated = result.options.repeats > 1;
   for (const layer of result.layers) {
     const acc = (b: number) => meanAccuracy(result, layer.key, b);
-    const cell = (b: number) => repeated ? `${(acc(b).mean * 100).toFixed(1)}±${(acc(b).sd * 100).toFixed(1)}` :
-      `${(acc(b).mean * 100).toFixed(1)}%`;
+    const cell = (b: number) => formatAccuracy(acc(b), repeated);
     const gap = (acc(smallest).mean - acc(largest).mean) * 100;
-    lines.push([layer.label.padEnd(24), ...sizes.map((b) => cell(b).padStart(9)),
+    lines.push([layer.label.padEnd(LABEL_WIDTH), ...sizes.map((b) => cell(b).padStart(9)),
       `${gap >= 0 ? '+' : ''}${gap.toFixed(1)} pt`.padStart(9)].join(' '));
   }
   const seen = [...new Set(result.runs.map((r) => r.examplesSeen))];
@@ -232,16 +324,71 @@ export function formatTable(result: StudyResult): string[] {
   return lines;
 }
 
+/**
+ * The `training` flag table: for the models trained at the smallest and the
+ * largest batch size, test accuracy in inference mode against training mode
+ * (each test batch normalized with its own statistics) at each TEST_BATCHES
+ * size, and what batch statistics give at batch 1 (computed).
+ */
+export function formatTrainingModeTable(result: StudyResult): string[] {
+  const rows = result.layers.flatMap((layer) => result.options.batchSizes.map((batchSize) => ({
+    layer, batchSize,
+    runs: result.runs.filter((r) => r.layer === layer.key && r.batchSize === batchSize && r.trainingMode != null),
+  }))).filter((row) => row.runs.length > 0);
+  if (rows.length === 0) return [];
+  const repeated = result.options.repeats > 1;
+  const width = LABEL_WIDTH + 18;
+  const header = ['layer, trained at batch'.padEnd(width), 'inference'.padStart(10),
+    ...TEST_BATCHES.map((b) => `train-mode ${b}`.padStart(14)), 'β only, 1'.padStart(10)].join(' ');
+  const examples = rows[0].runs[0].trainingMode!.examples;
+  const lines = ['', `Accuracy on the first ${examples} test images in inference mode (moving statistics) and in ` +
+      'training mode (each test batch normalized with its own statistics), by test batch size:', header,
+  '-'.repeat(header.length)];
+  const errors = new Map<string, string>();
+  for (const {layer, batchSize, runs} of rows) {
+    const cells = TEST_BATCHES.map((testBatch) => {
+      const entries = runs.map((r) => r.trainingMode!.batches.find((b) => b.testBatch === testBatch)!);
+      const failed = entries.find((e) => e.error != null);
+      if (failed != null) {
+        errors.set(`${layer.label} at test batch ${testBatch}`, failed.error!);
+        return 'error';
+      }
+      return formatAccuracy(meanSd(entries.map((e) => e.accuracy!)), repeated);
+    });
+    lines.push([`${layer.label}, batch ${batchSize}`.padEnd(width),
+      formatAccuracy(meanSd(runs.map((r) => r.trainingMode!.inferenceAccuracy)), repeated).padStart(10),
+      ...cells.map((c) => c.padStart(14)),
+      formatAccuracy(meanSd(runs.map((r) => r.trainingMode!.batchOfOne.accuracy)), repeated).padStart(10)].join(' '));
+  }
+  lines.push('β only, 1: batch statistics of a batch of one example, computed from the weights (μ_B = x, σ²_B = 0, ' +
+      'so the last normalization layer outputs β for every input and the model predicts one class).');
+  for (const testBatch of TEST_BATCHES.filter((b) => examples % b !== 0)) {
+    lines.push(`Test batches of ${testBatch}: the last one holds the remaining ${examples % testBatch} ` +
+        `of the ${examples} test images.`);
+  }
+  for (const [where, message] of errors) lines.push(`${where}: ${message.split('\n')[0]}`);
+  return lines;
+}
+
+function formatAccuracy({mean, sd}: {mean: number; sd: number}, repeated: boolean): string {
+  return repeated ? `${(mean * 100).toFixed(1)}±${(sd * 100).toFixed(1)}` : `${(mean * 100).toFixed(1)}%`;
+}
+
 /** Mean and sample standard deviation of the test accuracy over the seeds of one layer and batch size. */
 export function meanAccuracy(result: StudyResult, layer: string, batchSize: number): {mean: number; sd: number} {
-  const values = result.runs.filter((r) => r.layer === layer && r.batchSize === batchSize).map((r) => r.testAccuracy);
+  return meanSd(result.runs.filter((r) => r.layer === layer && r.batchSize === batchSize).map((r) => r.testAccuracy));
+}
+
+/** Mean and sample standard deviation (0 for a single value). */
+function meanSd(values: number[]): {mean: number; sd: number} {
   const mean = values.reduce((a, b) => a + b, 0) / values.length;
   const sd = values.length < 2 ? 0 :
     Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (values.length - 1));
   return {mean, sd};
 }
 
-function writeResults(result: StudyResult, outDir: string, log: (line: string) => void): void {
+/** Writes results.json and the chart accuracy.svg (mean ± sd error bars when there are repeats) to `outDir`. */
+export function writeResults(result: StudyResult, outDir: string, log: (line: string) => void): void {
   fs.mkdirSync(outDir, {recursive: true});
   const json = path.join(outDir, 'results.json');
   fs.writeFileSync(json, JSON.stringify(result, null, 2) + '\n');
@@ -249,12 +396,16 @@ function writeResults(result: StudyResult, outDir: string, log: (line: string) =
   fs.writeFileSync(svg, lineChart(result.layers.map((layer) => ({
     label: layer.label,
     dashed: layer.key === 'tfjs',
-    points: result.options.batchSizes.map((b) => ({x: b, y: meanAccuracy(result, layer.key, b).mean})),
+    points: result.options.batchSizes.map((b) => {
+      const {mean, sd} = meanAccuracy(result, layer.key, b);
+      return {x: b, y: mean, sd: result.options.repeats > 1 ? sd : undefined};
+    }),
   })), {
     title: `${datasetName(result.options.dataDir)} test accuracy against batch size (${result.options.model.toUpperCase()})`,
     subtitle: [
       `${result.options.examples} training examples × ${result.options.epochs} epoch(s)` +
-          `${result.options.repeats > 1 ? `, mean of ${result.options.repeats} seeds` : ''}, backend ${result.machine.backend}`,
+          `${result.options.repeats > 1 ? `, mean ± sd of ${result.options.repeats} seeds (bars)` : ''}, ` +
+          `backend ${result.machine.backend}`,
       result.learningRateRule,
     ],
     xLabel: 'batch size (log2 scale)',

@@ -74,3 +74,9 @@ export function permutation(n: number, random: () => number): Int32Array {
   }
   return order;
 }
+
+/** The first `n` examples of `data` (views, no copy). */
+export function firstExamples(data: Dataset, n: number): Dataset {
+  const size = data.height * data.width;
+  return {...data, images: data.images.subarray(0, n * size), labels: data.labels.subarray(0, n), count: n};
+}

@@ -25,7 +25,7 @@ export interface TrainedRun {
   msPerStep: number;
 }
 
-const CLASSES = 10;
+export const CLASSES = 10;
 
 /**
  * Trains a fresh model: `epochs` passes over `train` in a seeded order, full
@@ -34,10 +34,10 @@ const CLASSES = 10;
  */
 export async function trainRun(variant: Variant, train: Dataset, config: RunConfig): Promise<TrainedRun> {
   const {batchSize, epochs} = config;
-  const model = buildModel(variant, config.shape, config.seed);
-  model.compile({optimizer: config.optimizer, loss: 'categoricalCrossentropy'});
   const stepsPerEpoch = Math.floor(train.count / batchSize);
   const steps = stepsPerEpoch * epochs;
+  const model = buildModel(variant, config.shape, config.seed, steps);
+  model.compile({optimizer: config.optimizer, loss: 'categoricalCrossentropy'});
   const losses: number[] = [];
   const progress = config.progressLabel == null ? null : new Progress(config.progressLabel, steps);
   const random = seededRandom(config.seed);
@@ -79,6 +79,46 @@ export function predict(model: tfl.LayersModel, data: Dataset, shape: ModelShape
   });
 }
 
+/**
+ * Class probabilities when the model predicts in training mode: each
+ * consecutive batch of `batchSize` test examples (the last one may be
+ * smaller) is normalized with its own batch statistics. Calling a layer in
+ * training mode also updates its moving statistics, so this changes `model`:
+ * pass a copy. Throws what the model throws (e.g. a layer that refuses a
+ * batch of one value per feature).
+ */
+export function predictTrainingMode(model: tfl.LayersModel, data: Dataset, shape: ModelShape, batchSize: number):
+    Float32Array {
+  const size = data.height * data.width;
+  const out = new Float32Array(data.count * CLASSES);
+  for (let start = 0; start < data.count; start += batchSize) {
+    const n = Math.min(batchSize, data.count - start);
+    tf.tidy(() => {
+      const x = tf.tensor(data.images.subarray(start * size, (start + n) * size), inputShape(shape, n));
+      out.set((model.apply(x, {training: true}) as tf.Tensor).dataSync(), start * CLASSES);
+    });
+  }
+  return out;
+}
+
+/**
+ * The prediction batch statistics give for a batch of one example, worked out
+ * from the weights rather than by running the layer: with one value per
+ * feature, μ_B = x and σ²_B = 0, so x̂ = 0 and the last normalization layer
+ * outputs its β whatever the input; the layers after it map β to one class.
+ * Returns that class's probabilities (the same for every input).
+ */
+export function batchOfOnePrediction(model: tfl.LayersModel): Float32Array {
+  const isBeta = (w: tfl.LayerVariable) => /(^|\/)beta(_\d+)?$/.test(w.originalName);
+  const last = model.layers.map((l) => l.weights.some(isBeta)).lastIndexOf(true);
+  if (last < 0) throw new Error(`The model '${model.name}' has no normalization layer with a beta weight.`);
+  return tf.tidy(() => {
+    let h = tf.expandDims(model.layers[last].weights.find(isBeta)!.read(), 0);
+    for (const layer of model.layers.slice(last + 1)) h = layer.apply(h) as tf.Tensor;
+    return h.dataSync() as Float32Array;
+  });
+}
+
 export function accuracy(probabilities: Float32Array, labels: Uint8Array): number {
   let correct = 0;
   for (let i = 0; i < labels.length; i++) {
@@ -98,7 +138,8 @@ export function bitIdentical(a: Float32Array, b: Float32Array): boolean {
           Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
 }
 
-function inputShape(shape: ModelShape, n: number): number[] {
+/** The model input shape for `n` examples. */
+export function inputShape(shape: ModelShape, n: number): number[] {
   return shape.arch === 'mlp' ? [n, shape.height * shape.width] : [n, shape.height, shape.width, 1];
 }
 
