@@ -6,9 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import type {Initializer} from '@tensorflow/tfjs-layers/dist/initializers';
-import type {Regularizer} from '@tensorflow/tfjs-layers/dist/regularizers';
-import type {Constraint} from '@tensorflow/tfjs-layers/dist/constraints';
+import type {Constraint, Initializer, Regularizer} from '../tfjs_internals';
 import {NormalizationConfigError} from '../errors';
 
 export type {Initializer, Regularizer, Constraint};

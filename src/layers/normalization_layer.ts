@@ -23,8 +23,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import type {LayerArgs} from '@tensorflow/tfjs-layers/dist/engine/topology';
-import type {Kwargs} from '@tensorflow/tfjs-layers/dist/types';
+import type {Kwargs, LayerArgs} from '../tfjs_internals';
 import {
   checkBoolean, checkNumber, configError, Constraint, Identifier, Initializer, Regularizer,
   resolveConstraint, resolveInitializer, resolveRegularizer, serialize,
