@@ -28,15 +28,10 @@ export type {Constraint} from '@tensorflow/tfjs-layers/dist/constraints';
 /** The tfjs release these internals were checked against. */
 export const CHECKED_TFJS_VERSION = '4.22.0';
 
-/**
- * Runs the kernel registered under `kernelName` for the active backend (with
- * its registered gradient when recording); absent (null) inputs are left out.
- */
-export function runRegisteredKernel(kernelName: string, inputs: Record<string, tf.Tensor | null | undefined>,
-    attrs: Record<string, unknown>): tf.Tensor[] {
-  const present: tf.NamedTensorMap = {};
-  for (const [name, tensor] of Object.entries(inputs)) if (tensor != null) present[name] = tensor;
-  const out = tf.engine().runKernel(kernelName, present, attrs as unknown as tf.NamedAttrMap);
+/** Runs the kernel registered under `kernelName` for the active backend (with its registered gradient when recording). */
+export function runRegisteredKernel(kernelName: string, inputs: tf.NamedTensorMap, attrs: Record<string, unknown>):
+    tf.Tensor[] {
+  const out = tf.engine().runKernel(kernelName, inputs, attrs as unknown as tf.NamedAttrMap);
   return Array.isArray(out) ? out as tf.Tensor[] : [out as tf.Tensor];
 }
 

@@ -29,7 +29,7 @@ describe(`tfjs internals used by the package (checked against tfjs ${CHECKED_TFJ
   it('tf.engine().runKernel runs a registered kernel with its registered gradient', () => {
     expectInternal(typeof tf.engine().runKernel === 'function', 'tf.engine().runKernel is not a function');
     // Add, a tfjs kernel: y = a + b, dy/da = 1.
-    const [sum] = runRegisteredKernel('Add', {a: tf.tensor1d([1, 2]), b: tf.tensor1d([10, 20]), unused: null}, {});
+    const [sum] = runRegisteredKernel('Add', {a: tf.tensor1d([1, 2]), b: tf.tensor1d([10, 20])}, {});
     expectInternal(sum instanceof tf.Tensor, 'runKernel did not return a tf.Tensor');
     expect(Array.from(sum.dataSync())).toEqual([11, 22]);
     const grad = tf.grad((a: tf.Tensor) => tf.sum(runRegisteredKernel('Add', {a, b: tf.ones([2])}, {})[0]));
