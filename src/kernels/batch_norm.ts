@@ -241,7 +241,12 @@ function compositeBatchNormTraining(inputs: tf.NamedTensorMap, attrs: tf.NamedAt
   const shifted = tf.sub(xv, shift);
   const shiftedMean = tf.div(channelSum(shifted, view), count);
   const mean = tf.add(shift, shiftedMean);
-  const variance = tf.tidy(() => tf.div(channelSum(tf.squaredDifference(shifted, shiftedMean), view), count));
+  // The shift is off by float32 summation error only, a small fraction of σ, so
+  // var = mean(shifted²) − shiftedMean² cancels nothing (and a same-shape square
+  // keeps tfjs's autodiff right: squaredDifference's gradient ignores broadcasting).
+  // (relu: rounding could take a constant channel's variance just below 0.)
+  const variance = tf.tidy(() =>
+    tf.relu(tf.sub(tf.div(channelSum(tf.square(shifted), view), count), tf.square(shiftedMean))));
   const std = tf.sqrt(tf.add(variance, epsilon));
   let r: tf.Tensor = tf.onesLike(std);
   let d: tf.Tensor = tf.zerosLike(std);

@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
+import {resolveAxis} from '../kernels/view';
 import {BatchNormLayer} from '../layers/batch_norm';
 
 type LayerClass = new (...args: never[]) => tfl.layers.Layer;
@@ -39,12 +40,15 @@ export function batchStatistics(layer: tfl.layers.Layer): BatchStatistics | null
   if (!layer.built) throw new Error(`${layer.getClassName()} '${layer.name}': the layer is not built; build the model first.`);
   const config = layer.getConfig();
   const rank = layer.inputSpec?.[0]?.ndim;
-  const axis = config.axis as number;
   if (rank == null) throw new Error(`${layer.getClassName()} '${layer.name}': the input rank is unknown.`);
+  const axis = resolveAxis(config.axis as number, rank);
+  if (axis == null) {
+    throw new Error(`${layer.getClassName()} '${layer.name}': axis ${config.axis} is not an axis of its rank-${rank} input.`);
+  }
   const weight = (name: string) => layer.weights.find((w) => w.originalName.endsWith(`/${name}`)) ?? null;
   return {
     layer,
-    axis: axis < 0 ? axis + rank : axis,
+    axis,
     epsilon: config.epsilon as number,
     gamma: weight('gamma'),
     beta: weight('beta'),
