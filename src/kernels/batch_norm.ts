@@ -19,7 +19,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {checkChannelInput, checkChannelVector} from './checks';
-import {sumPerSampleChannel} from './reduce';
+import {recordedReduction, sumPerSampleChannel} from './reduce';
 import {defineComposite, runKernel} from './registry';
 import {ChannelView, channelView, paramShape, viewShape} from './view';
 
@@ -237,16 +237,18 @@ function compositeBatchNormTraining(inputs: tf.NamedTensorMap, attrs: tf.NamedAt
   const count = view.outer * view.inner;
   // The statistics, as differentiable tfjs ops: autodiff gives their gradients.
   const xv = tf.reshape(x, viewShape(view));
-  const shift = tf.div(channelSum(xv, view), count);
+  const channelMean = recordedReduction((t) => tf.div(channelSum(t, view), count),
+      (dy) => tf.broadcastTo(tf.div(dy, count), xv.shape));
+  const shift = channelMean(xv);
   const shifted = tf.sub(xv, shift);
-  const shiftedMean = tf.div(channelSum(shifted, view), count);
+  const shiftedMean = channelMean(shifted);
   const mean = tf.add(shift, shiftedMean);
   // The shift is off by float32 summation error only, a small fraction of σ, so
-  // var = mean(shifted²) − shiftedMean² cancels nothing (and a same-shape square
-  // keeps tfjs's autodiff right: squaredDifference's gradient ignores broadcasting).
+  // var = mean(shifted²) − shiftedMean² cancels nothing: one same-shape square pass.
   // (relu: rounding could take a constant channel's variance just below 0.)
-  const variance = tf.tidy(() =>
-    tf.relu(tf.sub(tf.div(channelSum(tf.square(shifted), view), count), tf.square(shiftedMean))));
+  const meanSquare = recordedReduction((t) => tf.div(channelSum(tf.square(t), view), count),
+      (dy, [xSaved, shiftSaved]) => tf.mul(tf.sub(xSaved, shiftSaved), tf.mul(dy, 2 / count)), [xv, shift]);
+  const variance = tf.relu(tf.sub(meanSquare(shifted), tf.square(shiftedMean)));
   const std = tf.sqrt(tf.add(variance, epsilon));
   let r: tf.Tensor = tf.onesLike(std);
   let d: tf.Tensor = tf.zerosLike(std);

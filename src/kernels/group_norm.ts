@@ -20,7 +20,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {checkChannelInput, checkChannelVector} from './checks';
-import {meanPerSampleChannel, sumPerSampleChannel} from './reduce';
+import {meanPerSampleChannel, recordedReduction, sumPerSampleChannel} from './reduce';
 import {defineComposite, runKernel} from './registry';
 
 export const GROUP_NORM = 'TfjsNormalizationGroupNorm';
@@ -160,22 +160,27 @@ tf.registerGradient({
 defineComposite(GROUP_NORM, (inputs, attrs) => {
   const {x, gamma, beta} = inputs;
   const {axis, groups, epsilon} = attrs as unknown as Attrs;
-  const {view, channelMean, groupMean, spread, affine} = groupOps(x.shape, axis, groups);
-  const groupMeanOf = (t: tf.Tensor) => groupMean(channelMean(t));
+  const {view, positions, channelMean, groupMean, spread, affine} = groupOps(x.shape, axis, groups);
+  const count = positions * x.shape[axis] / groups;
+  const groupMeanOf = recordedReduction((t) => groupMean(channelMean(t)),
+      (dy) => tf.broadcastTo(tf.div(spread(dy), count), view));
   // The statistics, as differentiable tfjs ops: autodiff gives their gradients.
   const xv = tf.reshape(x, view);
   // The mean in two steps (a shift, the first estimate, then the mean of x − shift) keeps
   // float32 sums accurate when the mean dwarfs the spread. (Slicing out one
   // value per group as the shift would cost more than the mean on wasm.)
   const shift = groupMeanOf(xv);
-  const shifted = tf.sub(xv, spread(shift));
+  const shiftSpread = spread(shift);
+  const shifted = tf.sub(xv, shiftSpread);
   const shiftedMean = groupMeanOf(shifted);
   // The shift is off by float32 summation error only, a small fraction of σ
   // unless |μ|/σ nears 1/ε(float32), so shiftedMean² is negligible against
   // mean(shifted²) and var = mean(shifted²) − shiftedMean² cancels nothing: one
   // pass with a same-shape square instead of a broadcast difference.
   // (relu: rounding could take a constant group's variance just below 0.)
-  const variance = tf.tidy(() => tf.relu(tf.sub(groupMeanOf(tf.square(shifted)), tf.square(shiftedMean))));
+  const meanSquare = recordedReduction((t) => groupMean(channelMean(tf.square(t))),
+      (dy, [xSaved, shiftSaved]) => tf.mul(tf.sub(xSaved, shiftSaved), tf.mul(spread(dy), 2 / count)), [xv, shiftSpread]);
+  const variance = tf.relu(tf.sub(meanSquare(shifted), tf.square(shiftedMean)));
   const mean = tf.add(shift, shiftedMean);
   // y = (x − μ)·γ/σ + β = (shifted − shiftedMean)·(1/σ)·γ + β, with the hand-written backward.
   const normalize = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {

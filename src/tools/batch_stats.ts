@@ -3,10 +3,10 @@
  * package's BatchNormLayer and BatchRenormLayer, and tfjs's built-in
  * BatchNormalization), so the deployment tools treat them alike.
  */
-import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {resolveAxis} from '../kernels/view';
 import {BatchNormLayer} from '../layers/batch_norm';
+import {registeredClass} from '../tfjs_internals';
 
 type LayerClass = new (...args: never[]) => tfl.layers.Layer;
 
@@ -14,8 +14,7 @@ type LayerClass = new (...args: never[]) => tfl.layers.Layer;
  * tfjs's own BatchNormalization class, read from the registry when this module
  * loads (before `registerKerasAliases` can put another class under its name).
  */
-export const builtinBatchNormalization: LayerClass =
-    tf.serialization.SerializationMap.getMap().classNameMap['BatchNormalization'][0] as unknown as LayerClass;
+export const builtinBatchNormalization: LayerClass = registeredClass('BatchNormalization')![0] as unknown as LayerClass;
 
 export interface BatchStatistics {
   layer: tfl.layers.Layer;
