@@ -162,8 +162,10 @@ defineComposite(GROUP_NORM, (inputs, attrs) => {
   const {axis, groups, epsilon} = attrs as unknown as Attrs;
   const {view, positions, channelMean, groupMean, spread, affine} = groupOps(x.shape, axis, groups);
   const count = positions * x.shape[axis] / groups;
+  // The backward passes spread [N, G] values with ones of their own: these are gone by then.
+  const spreadLater = (t: tf.Tensor) => groupOps(x.shape, axis, groups).spread(t);
   const groupMeanOf = recordedReduction((t) => groupMean(channelMean(t)),
-      (dy) => tf.broadcastTo(tf.div(spread(dy), count), view));
+      (dy) => tf.broadcastTo(tf.div(spreadLater(dy), count), view));
   // The statistics, as differentiable tfjs ops: autodiff gives their gradients.
   const xv = tf.reshape(x, view);
   // The mean in two steps (a shift, the first estimate, then the mean of x − shift) keeps
@@ -179,7 +181,8 @@ defineComposite(GROUP_NORM, (inputs, attrs) => {
   // pass with a same-shape square instead of a broadcast difference.
   // (relu: rounding could take a constant group's variance just below 0.)
   const meanSquare = recordedReduction((t) => groupMean(channelMean(tf.square(t))),
-      (dy, [xSaved, shiftSaved]) => tf.mul(tf.sub(xSaved, shiftSaved), tf.mul(spread(dy), 2 / count)), [xv, shiftSpread]);
+      (dy, [xSaved, shiftSaved]) => tf.mul(tf.sub(xSaved, shiftSaved), tf.mul(spreadLater(dy), 2 / count)),
+      [xv, shiftSpread]);
   const variance = tf.relu(tf.sub(meanSquare(shifted), tf.square(shiftedMean)));
   const mean = tf.add(shift, shiftedMean);
   // y = (x − μ)·γ/σ + β = (shifted − shiftedMean)·(1/σ)·γ + β, with the hand-written backward.
