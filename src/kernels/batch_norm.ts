@@ -240,7 +240,11 @@ function compositeBatchNormTraining(inputs: tf.NamedTensorMap, attrs: tf.NamedAt
   const channelMean = recordedReduction((t) => tf.div(channelSum(t, view), count),
       (dy) => tf.broadcastTo(tf.div(dy, count), xv.shape));
   const shift = channelMean(xv);
-  const shifted = tf.sub(xv, shift);
+  // x − shift as one recorded op that saves nothing (tfjs's Sub saves both inputs, a copy on wasm).
+  const shifted = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [values, center] = args as tf.Tensor[];
+    return {value: tf.sub(values, center), gradFunc: (dy: tf.Tensor) => [dy, tf.neg(channelSum(dy, view))]};
+  })(xv, shift);
   const shiftedMean = channelMean(shifted);
   const mean = tf.add(shift, shiftedMean);
   // The shift is off by float32 summation error only, a small fraction of σ, so

@@ -173,7 +173,16 @@ defineComposite(GROUP_NORM, (inputs, attrs) => {
   // value per group as the shift would cost more than the mean on wasm.)
   const shift = groupMeanOf(xv);
   const shiftSpread = spread(shift);
-  const shifted = tf.sub(xv, shiftSpread);
+  // x − shift as one recorded op that saves nothing (tfjs's Sub saves both inputs, a copy on wasm);
+  // its gradient for the spread shift sums dy over the positions of each (sample, channel).
+  const shifted = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [values, center] = args as tf.Tensor[];
+    return {
+      value: tf.sub(values, center),
+      gradFunc: (dy: tf.Tensor) => [dy, tf.neg(center.shape.length === dy.shape.length && center.size === dy.size ?
+        dy : tf.reshape(sumPerSampleChannel(dy, x.shape[0], view[1], x.shape[axis], view[3]), center.shape))],
+    };
+  })(xv, shiftSpread);
   const shiftedMean = groupMeanOf(shifted);
   // The shift is off by float32 summation error only, a small fraction of σ
   // unless |μ|/σ nears 1/ε(float32), so shiftedMean² is negligible against
