@@ -36,6 +36,8 @@ import {AddonsGroupNormalization, AddonsInstanceNormalization, GroupNormLayer} f
 import {KerasContribInstanceNormalization} from '../layers/keras_contrib';
 import {checkWeightValue, NormalizationLayer} from '../layers/normalization_layer';
 import {KerasBatchNormalization} from '../tools/keras';
+import {resolveAxis} from '../kernels/view';
+import {registeredClass} from '../tfjs_internals';
 
 type Json = Record<string, unknown>;
 
@@ -170,9 +172,9 @@ function declaresAllWeights(cls: typeof NormalizationLayer): boolean {
 
 /** The registered class of a layer entry when it is one of this package's (own keys only: `constructor` is no class). */
 function normalizationClass(className: unknown): typeof NormalizationLayer | null {
-  const map = tf.serialization.SerializationMap.getMap().classNameMap;
-  if (typeof className !== 'string' || !Object.prototype.hasOwnProperty.call(map, className)) return null;
-  const cls = map[className][0] as unknown as typeof NormalizationLayer;
+  const entry = typeof className === 'string' ? registeredClass(className) : undefined;
+  if (entry == null) return null;
+  const cls = entry[0] as unknown as typeof NormalizationLayer;
   return cls.prototype instanceof NormalizationLayer ? cls : null;
 }
 
@@ -242,8 +244,10 @@ function declaredChannels(config: Json): number[] | undefined {
   if (config.axis === null) return undefined;
   // Keras writes the axis as a one-element list.
   const axis = Array.isArray(config.axis) && config.axis.length === 1 ? config.axis[0] : config.axis ?? -1;
-  if (!Array.isArray(shape) || !Number.isInteger(axis)) return undefined;
-  const size = shape[axis < 0 ? axis + shape.length : axis];
+  if (!Array.isArray(shape) || typeof axis !== 'number') return undefined;
+  const resolved = resolveAxis(axis, shape.length);
+  if (resolved == null) return undefined;
+  const size = shape[resolved];
   return Number.isSafeInteger(size) && size > 0 ? [size] : undefined;
 }
 

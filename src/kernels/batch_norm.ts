@@ -1,31 +1,39 @@
 /**
- * Per-channel batch normalization as tfjs kernels with a hand-written gradient.
+ * Per-channel batch normalization ops: fused kernels on cpu, composites of
+ * tfjs ops elsewhere (./registry.ts), one hand-written backward for both.
  *
  * Forward (Ioffe & Szegedy 2015; Batch Renormalization, Ioffe 2017, adds r, d):
  *   μ = mean(x), σ² = mean((x − μ)²) (biased), x̂ = (x − μ)/√(σ² + ε)
  *   y = γ·(x̂·r + d) + β
  * Plain BN has r = 1, d = 0. With renorm statistics (μ_R, σ_R) given:
  *   s = max(σ_R, √ε), r = clip(√(σ² + ε)/s, rmin, rmax), d = clip((μ − μ_R)/s, −dmax, dmax)
- * Backward, with r and d constants and g = γ·r:
+ * Backward of y, with r and d constants (Keras's stop_gradient) and g = γ·r:
  *   dx = (1/√(σ²+ε))·(dy·g − mean(dy·g) − x̂·mean(dy·g·x̂))
  *   dγ = Σ dy·(x̂·r + d),  dβ = Σ dy
- * The statistics outputs (μ, σ², r, d) feed moving averages and carry no gradient.
+ * The statistics outputs (μ, σ², r, d) carry their true gradients too (with
+ * respect to x, and for r and d to μ_R and σ_R; zero where clipped): on cpu
+ * folded into the fused backward, elsewhere by autodiff of the tfjs ops.
  *
  * Inference folds scale = γ/√(σ²+ε) and offset = β − μ·scale per channel once
  * and applies y = x·scale + offset in one pass.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import {checkChannelInput, checkChannelVector} from './checks';
+import {recordedReduction, sumPerSampleChannel} from './reduce';
 import {defineComposite, runKernel} from './registry';
-import {sumPerSampleChannel} from './reduce';
 import {ChannelView, channelView, paramShape, viewShape} from './view';
 
 export const BATCH_NORM_TRAINING = 'TfjsNormalizationBatchNormTraining';
+/** The same kernel with renorm statistics, whose gradient also saves them. */
+export const BATCH_RENORM_TRAINING = 'TfjsNormalizationBatchRenormTraining';
 export const BATCH_NORM_TRAINING_GRAD = 'TfjsNormalizationBatchNormTrainingGrad';
 export const CHANNEL_SCALE_OFFSET = 'TfjsNormalizationChannelScaleOffset';
 
 /** Renorm statistics and clipping for Batch Renormalization; absent limits are Infinity. */
 export interface RenormArgs {
+  /** μ_R, shape [channels]. */
   mean: tf.Tensor1D;
+  /** σ_R, shape [channels]. */
   stddev: tf.Tensor1D;
   rmin: number;
   rmax: number;
@@ -33,7 +41,7 @@ export interface RenormArgs {
 }
 
 export interface BatchNormTrainingArgs {
-  /** The channel axis, resolved to a non-negative index. */
+  /** The channel axis; negative counts from the end; not the batch axis 0. */
   axis: number;
   epsilon: number;
   /** Batch Renormalization: correct the batch statistics toward these. */
@@ -53,36 +61,65 @@ export interface BatchNormTrainingResult {
 }
 
 /**
- * Normalizes `x` with its own per-channel statistics; `gamma`/`beta` may be
- * null (scale/center off). Only `y` carries a gradient.
+ * Normalizes `x` (float32, rank >= 2) with its own per-channel statistics;
+ * `gamma`/`beta` of shape [channels] may be null (scale/center off). Every
+ * output carries its gradient (see the file comment).
+ * @throws NormalizationShapeError for a non-float32 x, rank < 2, an axis out
+ *   of range or 0, or gamma, beta, renorm.mean, renorm.stddev not of shape [channels].
  */
 export function batchNormTraining(
     x: tf.Tensor, gamma: tf.Tensor1D | null, beta: tf.Tensor1D | null,
     args: BatchNormTrainingArgs): BatchNormTrainingResult {
+  const op = 'batchNormTraining';
+  const axis = checkChannelInput(op, x, args.axis);
   const renorm = args.renorm;
+  checkChannelVector(op, 'gamma', gamma, x, axis, true);
+  checkChannelVector(op, 'beta', beta, x, axis, true);
+  if (renorm != null) {
+    checkChannelVector(op, 'renorm.mean', renorm.mean, x, axis);
+    checkChannelVector(op, 'renorm.stddev', renorm.stddev, x, axis);
+  }
   // The gradient saves gamma, so the kernel always gets one (ones when scale is off).
-  const scale = gamma ?? tf.ones([x.shape[args.axis]]);
-  const [y, mean, variance, r, d] = runKernel(BATCH_NORM_TRAINING,
+  const scale = gamma ?? tf.ones([x.shape[axis]]);
+  const [y, mean, variance, r, d] = runKernel(renorm == null ? BATCH_NORM_TRAINING : BATCH_RENORM_TRAINING,
       {x, gamma: scale, beta, renormMean: renorm?.mean, renormStddev: renorm?.stddev}, {
-        axis: args.axis, epsilon: args.epsilon, rmin: renorm?.rmin ?? 0,
+        axis, epsilon: args.epsilon, rmin: renorm?.rmin ?? 0,
         rmax: renorm?.rmax ?? Infinity, dmax: renorm?.dmax ?? Infinity,
       });
   if (gamma == null) scale.dispose();
   return {y, mean, variance, r, d} as BatchNormTrainingResult;
 }
 
-/** y = x·scale + offset along `axis`, scale and offset of shape [channels]. */
+/**
+ * y = x·scale + offset along `axis` (negative counts from the end), scale and
+ * offset of shape [channels]; gradients for all three.
+ * @throws NormalizationShapeError as batchNormTraining, for scale and offset.
+ */
 export function channelScaleOffset(x: tf.Tensor, scale: tf.Tensor1D, offset: tf.Tensor1D, axis: number): tf.Tensor {
-  return runKernel(CHANNEL_SCALE_OFFSET, {x, scale, offset}, {axis})[0];
+  const op = 'channelScaleOffset';
+  const resolved = checkChannelInput(op, x, axis);
+  checkChannelVector(op, 'scale', scale, x, resolved);
+  checkChannelVector(op, 'offset', offset, x, resolved);
+  return runKernel(CHANNEL_SCALE_OFFSET, {x, scale, offset}, {axis: resolved})[0];
 }
 
-/** Inference with given statistics: fold once, then one multiply-add pass over x. */
+/**
+ * Inference with given statistics (all of shape [channels]): fold once, then
+ * one multiply-add pass over x.
+ * @throws NormalizationShapeError as batchNormTraining, for mean and variance too.
+ */
 export function batchNormInference(
     x: tf.Tensor, mean: tf.Tensor1D, variance: tf.Tensor1D,
     gamma: tf.Tensor1D | null, beta: tf.Tensor1D | null, axis: number, epsilon: number): tf.Tensor {
+  const op = 'batchNormInference';
+  const resolved = checkChannelInput(op, x, axis);
+  checkChannelVector(op, 'mean', mean, x, resolved);
+  checkChannelVector(op, 'variance', variance, x, resolved);
+  checkChannelVector(op, 'gamma', gamma, x, resolved, true);
+  checkChannelVector(op, 'beta', beta, x, resolved, true);
   return tf.tidy(() => {
     const {scale, offset} = foldScaleOffset(mean, variance, gamma, beta, epsilon);
-    return channelScaleOffset(x, scale, offset, axis);
+    return channelScaleOffset(x, scale, offset, resolved);
   });
 }
 
@@ -107,19 +144,80 @@ interface Attrs {
   dmax: number;
 }
 
+/** 1 where v is not clipped by min(max(v, lo), hi), as tfjs differentiates that (ties pass). */
+function notClipped(v: tf.Tensor, lo: number, hi: number): tf.Tensor {
+  return tf.cast(tf.logicalAnd(tf.greaterEqual(v, lo), tf.lessEqual(tf.maximum(v, lo), hi)), 'float32');
+}
+
+/**
+ * The gradients of r and d (per channel, from their definitions above) moved
+ * onto the statistics they are computed from: μ, σ², μ_R and σ_R.
+ */
+function renormCorrectionGradients(saved: {mean: tf.Tensor; variance: tf.Tensor; renormMean: tf.Tensor;
+  renormStddev: tf.Tensor}, upstream: {mean: tf.Tensor | null; variance: tf.Tensor | null; r: tf.Tensor | null;
+  d: tf.Tensor | null}, attrs: Attrs) {
+  const {mean, variance, renormMean, renormStddev} = saved;
+  const floor = Math.sqrt(attrs.epsilon);
+  const std = tf.sqrt(tf.add(variance, attrs.epsilon));
+  const s = tf.maximum(renormStddev, floor);
+  let meanGrad = upstream.mean ?? tf.zerosLike(mean);
+  let varianceGrad = upstream.variance ?? tf.zerosLike(variance);
+  let renormMeanGrad = tf.zerosLike(renormMean);
+  let sGrad = tf.zerosLike(renormStddev);
+  if (upstream.r != null) {
+    // r = clip(std/s): ∂r/∂σ² = 1/(2·std·s), ∂r/∂s = −std/s².
+    const rGrad = tf.mul(upstream.r, notClipped(tf.div(std, s), attrs.rmin, attrs.rmax));
+    varianceGrad = tf.add(varianceGrad, tf.div(rGrad, tf.mul(tf.mul(std, s), 2)));
+    sGrad = tf.sub(sGrad, tf.div(tf.mul(rGrad, std), tf.square(s)));
+  }
+  if (upstream.d != null) {
+    // d = clip((μ − μ_R)/s): ∂d/∂μ = 1/s = −∂d/∂μ_R, ∂d/∂s = −(μ − μ_R)/s².
+    const offset = tf.sub(mean, renormMean);
+    const dGrad = tf.mul(upstream.d, notClipped(tf.div(offset, s), -attrs.dmax, attrs.dmax));
+    meanGrad = tf.add(meanGrad, tf.div(dGrad, s));
+    renormMeanGrad = tf.neg(tf.div(dGrad, s));
+    sGrad = tf.sub(sGrad, tf.div(tf.mul(dGrad, offset), tf.square(s)));
+  }
+  // s = max(σ_R, √ε) passes its gradient to σ_R where σ_R >= √ε.
+  const renormStddevGrad = tf.mul(sGrad, tf.cast(tf.greaterEqual(renormStddev, floor), 'float32'));
+  return {meanGrad, varianceGrad, renormMeanGrad, renormStddevGrad};
+}
+
+/** The registered gradient of the fused kernels: every output's upstream gradient in one backward kernel. */
+function batchNormTrainingGradient(dys: Array<tf.Tensor | null>, saved: tf.Tensor[], attrs: Attrs,
+    withRenorm: boolean): Record<string, () => tf.Tensor> {
+  const [dy, meanUpstream, varianceUpstream, rUpstream, dUpstream] = dys;
+  const [x, gamma] = saved;
+  const [renormMean, renormStddev] = withRenorm ? saved.slice(2, 4) : [null, null];
+  const [mean, variance, r, d] = saved.slice(withRenorm ? 4 : 2);
+  const corrections = renormMean != null && renormStddev != null ?
+    renormCorrectionGradients({mean, variance, renormMean, renormStddev},
+        {mean: meanUpstream, variance: varianceUpstream, r: rUpstream, d: dUpstream}, attrs) : null;
+  const [dx, dGamma, dBeta] = runKernel(BATCH_NORM_TRAINING_GRAD, {
+    // Only the statistics may be used: y's upstream gradient is then 0.
+    dy: dy ?? tf.zerosLike(x), x, mean, variance, gamma, r, d,
+    meanGrad: corrections?.meanGrad ?? meanUpstream, varianceGrad: corrections?.varianceGrad ?? varianceUpstream,
+  }, {axis: attrs.axis, epsilon: attrs.epsilon});
+  return {
+    x: () => dx, gamma: () => dGamma, beta: () => dBeta,
+    renormMean: () => corrections!.renormMeanGrad, renormStddev: () => corrections!.renormStddevGrad,
+  };
+}
+
 tf.registerGradient({
   kernelName: BATCH_NORM_TRAINING,
   inputsToSave: ['x', 'gamma'],
   outputsToSave: [false, true, true, true, true],
-  gradFunc: (dys, saved, attrs) => {
-    const [x, gamma, mean, variance, r, d] = saved;
-    const {axis, epsilon} = attrs as unknown as Attrs;
-    const [dx, dGamma, dBeta] = runKernel(BATCH_NORM_TRAINING_GRAD,
-        {dy: (dys as tf.Tensor[])[0], x, mean, variance, gamma, r, d}, {axis, epsilon});
-    // Renorm statistics are moving averages, never trained: zero gradients.
-    const zeros = () => tf.zeros([x.shape[axis]]);
-    return {x: () => dx, gamma: () => dGamma, beta: () => dBeta, renormMean: zeros, renormStddev: zeros};
-  },
+  gradFunc: (dys, saved, attrs) =>
+    batchNormTrainingGradient(dys as Array<tf.Tensor | null>, saved, attrs as unknown as Attrs, false),
+});
+
+tf.registerGradient({
+  kernelName: BATCH_RENORM_TRAINING,
+  inputsToSave: ['x', 'gamma', 'renormMean', 'renormStddev'],
+  outputsToSave: [false, true, true, true, true],
+  gradFunc: (dys, saved, attrs) =>
+    batchNormTrainingGradient(dys as Array<tf.Tensor | null>, saved, attrs as unknown as Attrs, true),
 });
 
 /** Σ over every axis but the channel axis, shaped to broadcast against `viewShape(view)`. */
@@ -129,21 +227,32 @@ function channelSum(t: tf.Tensor, view: ChannelView): tf.Tensor {
 
 // The composites evaluate the same formulas as the fused kernels in float32
 // tfjs ops, with every full-size reduction a matMul (./reduce.ts). The mean is
-// taken in two steps (a first estimate, then the mean of x minus it) so that
-// float32 sums stay accurate when the mean dwarfs the spread.
-defineComposite(BATCH_NORM_TRAINING, (inputs, attrs) => {
+// taken in two steps (a shift, the first estimate, then the mean of x − shift)
+// so that float32 sums stay accurate when the mean dwarfs the spread.
+function compositeBatchNormTraining(inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap): tf.Tensor[] {
   const {x, gamma, beta, renormMean, renormStddev} = inputs;
   const {axis, epsilon, rmin, rmax, dmax} = attrs as unknown as Attrs;
   const view = channelView(x.shape, axis);
   const pShape = paramShape(view);
-  const c = view.channels;
-  const n = view.outer * view.inner;
+  const count = view.outer * view.inner;
+  // The statistics, as differentiable tfjs ops: autodiff gives their gradients.
   const xv = tf.reshape(x, viewShape(view));
-  const roughMean = tf.div(channelSum(xv, view), n);
-  const shifted = tf.sub(xv, roughMean);
-  const meanShift = tf.div(channelSum(shifted, view), n);
-  const mean = tf.add(roughMean, meanShift);
-  const variance = tf.tidy(() => tf.div(channelSum(tf.squaredDifference(shifted, meanShift), view), n));
+  const channelMean = recordedReduction((t) => tf.div(channelSum(t, view), count),
+      (dy) => tf.broadcastTo(tf.div(dy, count), xv.shape));
+  const shift = channelMean(xv);
+  // x − shift as one recorded op that saves nothing (tfjs's Sub saves both inputs, a copy on wasm).
+  const shifted = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [values, center] = args as tf.Tensor[];
+    return {value: tf.sub(values, center), gradFunc: (dy: tf.Tensor) => [dy, tf.neg(channelSum(dy, view))]};
+  })(xv, shift);
+  const shiftedMean = channelMean(shifted);
+  const mean = tf.add(shift, shiftedMean);
+  // The shift is off by float32 summation error only, a small fraction of σ, so
+  // var = mean(shifted²) − shiftedMean² cancels nothing: one same-shape square pass.
+  // (relu: rounding could take a constant channel's variance just below 0.)
+  const meanSquare = recordedReduction((t) => tf.div(channelSum(tf.square(t), view), count),
+      (dy, [xSaved, shiftSaved]) => tf.mul(tf.sub(xSaved, shiftSaved), tf.mul(dy, 2 / count)), [xv, shift]);
+  const variance = tf.relu(tf.sub(meanSquare(shifted), tf.square(shiftedMean)));
   const std = tf.sqrt(tf.add(variance, epsilon));
   let r: tf.Tensor = tf.onesLike(std);
   let d: tf.Tensor = tf.zerosLike(std);
@@ -155,63 +264,97 @@ defineComposite(BATCH_NORM_TRAINING, (inputs, attrs) => {
     r = clip(tf.div(std, s), rmin, rmax);
     d = clip(tf.div(tf.sub(mean, tf.reshape(renormMean, pShape)), s), -dmax, dmax);
   }
-  // y = γ·((x − μ)/σ·r + d) + β = shifted·scale + offset, two full-size passes. Full-size
-  // temporaries are disposed as soon as they are used: at most three are alive at once.
-  const g = tf.reshape(gamma, pShape);
-  const scale = tf.div(tf.mul(g, r), std);
-  let offset = tf.sub(tf.mul(g, d), tf.mul(meanShift, scale));
-  if (beta != null) offset = tf.add(offset, tf.reshape(beta, pShape));
-  const y = tf.tidy(() => tf.add(tf.mul(shifted, scale), offset));
+  // y = γ·((x − μ)/σ·r + d) + β = shifted·scale + offset, two full-size passes, with the
+  // hand-written backward; r and d enter as constants (closed over, not inputs).
+  const normalize = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const save = args.pop() as tf.GradSaveFunc;
+    const [xIn, gammaIn, betaIn] = args as tf.Tensor[];
+    save([xIn, gammaIn, mean, variance, r, d]);
+    const value = tf.tidy(() => {
+      const g = tf.reshape(gammaIn, pShape);
+      const scale = tf.div(tf.mul(g, r), std);
+      let offset = tf.sub(tf.mul(g, d), tf.mul(shiftedMean, scale));
+      if (betaIn != null) offset = tf.add(offset, tf.reshape(betaIn, pShape));
+      return tf.reshape(tf.add(tf.mul(shifted, scale), offset), x.shape);
+    });
+    const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [xSaved, gammaSaved, meanSaved, varianceSaved, rSaved, dSaved] = saved;
+      const grads = compositeBatchNormTrainingGrad({dy, x: xSaved, mean: meanSaved, variance: varianceSaved,
+        gamma: gammaSaved, r: rSaved, d: dSaved}, {axis, epsilon} as unknown as tf.NamedAttrMap);
+      return betaIn == null ? grads.slice(0, 2) : grads;
+    };
+    return {value, gradFunc};
+  });
+  const y = beta == null ? normalize(x, gamma) : normalize(x, gamma, beta);
+  // Full-size temporaries are disposed as soon as they are used.
   shifted.dispose();
-  const perChannel = (t: tf.Tensor) => tf.reshape(t, [c]);
-  return [tf.reshape(y, x.shape), perChannel(mean), perChannel(variance), perChannel(r), perChannel(d)];
-});
+  const perChannel = (t: tf.Tensor) => tf.reshape(t, [view.channels]);
+  return [y, perChannel(mean), perChannel(variance), perChannel(r), perChannel(d)];
+}
 
-defineComposite(BATCH_NORM_TRAINING_GRAD, (inputs, attrs) => {
+defineComposite(BATCH_NORM_TRAINING, compositeBatchNormTraining);
+defineComposite(BATCH_RENORM_TRAINING, compositeBatchNormTraining);
+
+function compositeBatchNormTrainingGrad(inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap): tf.Tensor[] {
   const {dy, x, mean, variance, gamma, r, d} = inputs;
   const {axis, epsilon} = attrs as unknown as Attrs;
   const view = channelView(x.shape, axis);
-  const n = view.outer * view.inner;
+  const count = view.outer * view.inner;
   const param = (t: tf.Tensor) => tf.reshape(t, paramShape(view));
   const invStd = tf.rsqrt(tf.add(param(variance), epsilon));
   const centered = tf.tidy(() => tf.sub(tf.reshape(x, viewShape(view)), param(mean)));
   const dyv = tf.reshape(dy, viewShape(view));
   const sumDy = channelSum(dyv, view);
-  const sumDyXc = tf.tidy(() => channelSum(tf.mul(dyv, centered), view));
-  // dx = γr/σ·(dy − mean(dy) − x̂·mean(dy·x̂)) = dy·gain + centered·q + k per channel.
+  const sumDyCentered = tf.tidy(() => channelSum(tf.mul(dyv, centered), view));
+  // dx = γr/σ·(dy − mean(dy) − x̂·mean(dy·x̂)) = dy·gain + centered·centeredScale + constant per channel.
   const gain = tf.mul(tf.mul(param(gamma), param(r)), invStd);
-  const q = tf.neg(tf.div(tf.mul(tf.mul(gain, tf.square(invStd)), sumDyXc), n));
-  const k = tf.neg(tf.div(tf.mul(gain, sumDy), n));
+  const centeredScale = tf.neg(tf.div(tf.mul(tf.mul(gain, tf.square(invStd)), sumDyCentered), count));
+  const constant = tf.neg(tf.div(tf.mul(gain, sumDy), count));
   // Full-size temporaries are disposed as soon as they are used: at most three are alive at once.
-  const partial = tf.tidy(() => tf.add(tf.mul(centered, q), k));
+  const partial = tf.tidy(() => tf.add(tf.mul(centered, centeredScale), constant));
   centered.dispose();
   const dx = tf.tidy(() => tf.add(tf.mul(dyv, gain), partial));
   partial.dispose();
   const channels = [view.channels];
-  const dGamma = tf.add(tf.mul(tf.mul(sumDyXc, invStd), param(r)), tf.mul(sumDy, param(d)));
+  const dGamma = tf.add(tf.mul(tf.mul(sumDyCentered, invStd), param(r)), tf.mul(sumDy, param(d)));
   return [tf.reshape(dx, x.shape), tf.reshape(dGamma, channels), tf.reshape(sumDy, channels)];
-});
+}
+
+defineComposite(BATCH_NORM_TRAINING_GRAD, compositeBatchNormTrainingGrad);
+
+/** The backward of y = x·scale + offset per channel, shared by the registered gradient and the composite. */
+function channelScaleOffsetGrad(dy: tf.Tensor, x: tf.Tensor, scale: tf.Tensor, axis: number): tf.Tensor[] {
+  const view = channelView(x.shape, axis);
+  const dyv = tf.reshape(dy, viewShape(view));
+  const perChannel = (t: tf.Tensor) => tf.reshape(channelSum(t, view), [view.channels]);
+  return [
+    tf.reshape(tf.mul(dyv, tf.reshape(scale, paramShape(view))), x.shape),
+    perChannel(tf.mul(dyv, tf.reshape(x, viewShape(view)))),
+    perChannel(dyv),
+  ];
+}
 
 tf.registerGradient({
   kernelName: CHANNEL_SCALE_OFFSET,
   inputsToSave: ['x', 'scale'],
   gradFunc: (dy, saved, attrs) => {
     const [x, scale] = saved;
-    const view = channelView(x.shape, (attrs as unknown as Attrs).axis);
-    const dyv = tf.reshape(dy as tf.Tensor, viewShape(view));
-    const perChannel = (t: tf.Tensor) => tf.reshape(channelSum(t, view), [view.channels]);
-    return {
-      x: () => tf.reshape(tf.mul(dyv, tf.reshape(scale, paramShape(view))), x.shape),
-      scale: () => perChannel(tf.mul(dyv, tf.reshape(x, viewShape(view)))),
-      offset: () => perChannel(dyv),
-    };
+    const [dx, dScale, dOffset] = channelScaleOffsetGrad(dy as tf.Tensor, x, scale, (attrs as unknown as Attrs).axis);
+    return {x: () => dx, scale: () => dScale, offset: () => dOffset};
   },
 });
 
 defineComposite(CHANNEL_SCALE_OFFSET, (inputs, attrs) => {
-  const {x, scale, offset} = inputs;
-  const view = channelView(x.shape, (attrs as unknown as Attrs).axis);
+  const axis = (attrs as unknown as Attrs).axis;
+  const view = channelView(inputs.x.shape, axis);
   const pShape = paramShape(view);
-  const y = tf.add(tf.mul(tf.reshape(x, viewShape(view)), tf.reshape(scale, pShape)), tf.reshape(offset, pShape));
-  return tf.reshape(y, x.shape);
+  const apply = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const save = args.pop() as tf.GradSaveFunc;
+    const [x, scale, offset] = args as tf.Tensor[];
+    save([x, scale]);
+    const value = tf.tidy(() => tf.reshape(
+        tf.add(tf.mul(tf.reshape(x, viewShape(view)), tf.reshape(scale, pShape)), tf.reshape(offset, pShape)), x.shape));
+    return {value, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => channelScaleOffsetGrad(dy, saved[0], saved[1], axis)};
+  });
+  return [apply(inputs.x, inputs.scale, inputs.offset)];
 });

@@ -1,5 +1,6 @@
 /**
- * Group normalization (Wu & He 2018) as tfjs kernels with a hand-written gradient.
+ * Group normalization (Wu & He 2018): a fused kernel on cpu, a composite of
+ * tfjs ops elsewhere (./registry.ts), one hand-written backward for both.
  *
  * The channel axis is split into G groups of C/G channels; each (sample, group)
  * is normalized with its own mean and biased variance over all of its values:
@@ -8,6 +9,8 @@
  * Backward, per (sample, group), with g = dy·γ and means over the group's values:
  *   dx = (1/√(σ²+ε))·(g − mean(g) − x̂·mean(g·x̂))
  *   dγ = Σ_{n, positions} dy·x̂,  dβ = Σ_{n, positions} dy
+ * The mean and variance outputs carry their true gradients too: on cpu folded
+ * into the fused backward, elsewhere by autodiff of the tfjs ops.
  *
  * The composite kernels read x as [N, A, C, B]: A = product of the dimensions
  * between the batch and the channel axis (channels-last), B = product of those
@@ -16,7 +19,8 @@
  * full-size temporaries are disposed as soon as used.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {meanPerSampleChannel, sumPerSampleChannel} from './reduce';
+import {checkChannelInput, checkChannelVector} from './checks';
+import {meanPerSampleChannel, recordedReduction, sumPerSampleChannel} from './reduce';
 import {defineComposite, runKernel} from './registry';
 
 export const GROUP_NORM = 'TfjsNormalizationGroupNorm';
@@ -54,21 +58,22 @@ export function resolveGroups(owner: string, groups: number, channels: number): 
 }
 
 /**
- * Normalizes `x` per (sample, group). `gamma`/`beta` of shape [C] may be null
- * (scale/center off). Only `y` carries a gradient.
+ * Normalizes `x` (float32, rank >= 2) per (sample, group). `gamma`/`beta` of
+ * shape [C] may be null (scale/center off). Every output carries its gradient.
+ * @throws NormalizationShapeError for a non-float32 x, rank < 2, an axis out
+ *   of range or 0, or gamma, beta not of shape [C]; Error for groups that do
+ *   not divide C.
  */
 export function groupNorm(x: tf.Tensor, gamma: tf.Tensor1D | null, beta: tf.Tensor1D | null,
     args: GroupNormArgs): GroupNormResult {
-  const rank = x.shape.length;
-  const axis = args.axis < 0 ? args.axis + rank : args.axis;
-  if (rank < 2 || axis < 1 || axis >= rank) {
-    throw new Error(`groupNorm: axis ${args.axis} must name a non-batch axis of an input of rank >= 2; ` +
-        `received shape [${x.shape.join(', ')}].`);
-  }
+  const op = 'groupNorm';
+  const axis = checkChannelInput(op, x, args.axis);
+  checkChannelVector(op, 'gamma', gamma, x, axis, true);
+  checkChannelVector(op, 'beta', beta, x, axis, true);
   if (!(Number.isInteger(args.groups) && (args.groups >= 1 || args.groups === -1))) {
     throw new Error(`groupNorm: groups must be a positive integer or -1; received ${args.groups}.`);
   }
-  const groups = resolveGroups('groupNorm', args.groups, x.shape[axis]);
+  const groups = resolveGroups(op, args.groups, x.shape[axis]);
   // The gradient saves gamma, so the kernel always gets one (ones when scale is off).
   const scale = gamma ?? tf.ones([x.shape[axis]]);
   const [y, mean, variance] = runKernel(GROUP_NORM, {x, gamma: scale, beta}, {axis, groups, epsilon: args.epsilon});
@@ -142,9 +147,12 @@ tf.registerGradient({
   inputsToSave: ['x', 'gamma'],
   outputsToSave: [false, true, true],
   gradFunc: (dys, saved, attrs) => {
+    const [dy, meanGrad, varianceGrad] = dys as Array<tf.Tensor | null>;
     const [x, gamma, mean, variance] = saved;
-    const [dx, dGamma, dBeta] = runKernel(GROUP_NORM_GRAD,
-        {dy: (dys as tf.Tensor[])[0], x, mean, variance, gamma}, attrs as unknown as Record<string, unknown>);
+    const [dx, dGamma, dBeta] = runKernel(GROUP_NORM_GRAD, {
+      // Only the statistics may be used: y's upstream gradient is then 0.
+      dy: dy ?? tf.zerosLike(x), x, mean, variance, gamma, meanGrad, varianceGrad,
+    }, attrs as unknown as Record<string, unknown>);
     return {x: () => dx, gamma: () => dGamma, beta: () => dBeta};
   },
 });
@@ -152,28 +160,62 @@ tf.registerGradient({
 defineComposite(GROUP_NORM, (inputs, attrs) => {
   const {x, gamma, beta} = inputs;
   const {axis, groups, epsilon} = attrs as unknown as Attrs;
-  const {view, channelMean, groupMean, spread, affine} = groupOps(x.shape, axis, groups);
-  const groupMeanOf = (t: tf.Tensor) => groupMean(channelMean(t));
+  const {view, positions, channelMean, groupMean, spread, affine} = groupOps(x.shape, axis, groups);
+  const count = positions * x.shape[axis] / groups;
+  // The backward passes spread [N, G] values with ones of their own: these are gone by then.
+  const spreadLater = (t: tf.Tensor) => groupOps(x.shape, axis, groups).spread(t);
+  const groupMeanOf = recordedReduction((t) => groupMean(channelMean(t)),
+      (dy) => tf.broadcastTo(tf.div(spreadLater(dy), count), view));
+  // The statistics, as differentiable tfjs ops: autodiff gives their gradients.
   const xv = tf.reshape(x, view);
-  // The mean in two steps (a first estimate, then the mean of x minus it) keeps
+  // The mean in two steps (a shift, the first estimate, then the mean of x − shift) keeps
   // float32 sums accurate when the mean dwarfs the spread. (Slicing out one
   // value per group as the shift would cost more than the mean on wasm.)
-  const roughMean = groupMeanOf(xv);
-  const shifted = tf.sub(xv, spread(roughMean));
-  const meanShift = groupMeanOf(shifted);
-  // The rough mean is off by float32 summation error only, a small fraction of σ
-  // unless |μ|/σ nears 1/ε(float32), so meanShift² is negligible against
-  // mean(shifted²) and var = mean(shifted²) − meanShift² cancels nothing: one
+  const shift = groupMeanOf(xv);
+  const shiftSpread = spread(shift);
+  // x − shift as one recorded op that saves nothing (tfjs's Sub saves both inputs, a copy on wasm);
+  // its gradient for the spread shift sums dy over the positions of each (sample, channel).
+  const shifted = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [values, center] = args as tf.Tensor[];
+    return {
+      value: tf.sub(values, center),
+      gradFunc: (dy: tf.Tensor) => [dy, tf.neg(center.shape.length === dy.shape.length && center.size === dy.size ?
+        dy : tf.reshape(sumPerSampleChannel(dy, x.shape[0], view[1], x.shape[axis], view[3]), center.shape))],
+    };
+  })(xv, shiftSpread);
+  const shiftedMean = groupMeanOf(shifted);
+  // The shift is off by float32 summation error only, a small fraction of σ
+  // unless |μ|/σ nears 1/ε(float32), so shiftedMean² is negligible against
+  // mean(shifted²) and var = mean(shifted²) − shiftedMean² cancels nothing: one
   // pass with a same-shape square instead of a broadcast difference.
   // (relu: rounding could take a constant group's variance just below 0.)
-  const variance = tf.tidy(() => tf.relu(tf.sub(groupMeanOf(tf.square(shifted)), tf.square(meanShift))));
-  // y = (x − μ)·γ/σ + β = (shifted − meanShift)·(1/σ)·γ + β.
-  const y = tf.tidy(() => affine(shifted, meanShift, tf.rsqrt(tf.add(variance, epsilon)), gamma, beta));
+  const meanSquare = recordedReduction((t) => groupMean(channelMean(tf.square(t))),
+      (dy, [xSaved, shiftSaved]) => tf.mul(tf.sub(xSaved, shiftSaved), tf.mul(spreadLater(dy), 2 / count)),
+      [xv, shiftSpread]);
+  const variance = tf.relu(tf.sub(meanSquare(shifted), tf.square(shiftedMean)));
+  const mean = tf.add(shift, shiftedMean);
+  // y = (x − μ)·γ/σ + β = (shifted − shiftedMean)·(1/σ)·γ + β, with the hand-written backward.
+  const normalize = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const save = args.pop() as tf.GradSaveFunc;
+    const [xIn, gammaIn, betaIn] = args as tf.Tensor[];
+    save([xIn, gammaIn, mean, variance]);
+    const value = tf.tidy(() =>
+      tf.reshape(affine(shifted, shiftedMean, tf.rsqrt(tf.add(variance, epsilon)), gammaIn, betaIn), x.shape));
+    const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [xSaved, gammaSaved, meanSaved, varianceSaved] = saved;
+      const grads = compositeGroupNormGrad(
+          {dy, x: xSaved, gamma: gammaSaved, mean: meanSaved, variance: varianceSaved}, attrs);
+      return betaIn == null ? grads.slice(0, 2) : grads;
+    };
+    return {value, gradFunc};
+  });
+  const y = beta == null ? normalize(x, gamma) : normalize(x, gamma, beta);
+  // Full-size temporaries are disposed as soon as they are used.
   shifted.dispose();
-  return [tf.reshape(y, x.shape), tf.add(roughMean, meanShift), variance];
+  return [y, mean, variance];
 });
 
-defineComposite(GROUP_NORM_GRAD, (inputs, attrs) => {
+function compositeGroupNormGrad(inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap): tf.Tensor[] {
   const {dy, x, mean, variance, gamma} = inputs;
   const {axis, groups, epsilon} = attrs as unknown as Attrs;
   const {view, positions, channelMean, groupMean, spread, param} = groupOps(x.shape, axis, groups);
@@ -182,18 +224,21 @@ defineComposite(GROUP_NORM_GRAD, (inputs, attrs) => {
   const centered = tf.tidy(() => tf.sub(tf.reshape(x, view), spread(mean)));
   const invStd = tf.rsqrt(tf.add(variance, epsilon));
   const meanDy = channelMean(dyv);
-  const meanDyXc = tf.tidy(() => channelMean(tf.mul(dyv, centered)));
-  // dx = (1/σ)·(γ·dy − mean(γ·dy) − x̂·mean(γ·dy·x̂)) = dy·γ/σ + centered·q + k per (sample, group).
+  const meanDyCentered = tf.tidy(() => channelMean(tf.mul(dyv, centered)));
+  // dx = (1/σ)·(γ·dy − mean(γ·dy) − x̂·mean(γ·dy·x̂)) = dy·γ/σ + centered·centeredScale + constant
+  // per (sample, group).
   const g = tf.reshape(gamma, [1, c]);
-  const q = tf.neg(tf.mul(tf.pow(invStd, 3), groupMean(tf.mul(meanDyXc, g))));
-  const k = tf.neg(tf.mul(invStd, groupMean(tf.mul(meanDy, g))));
-  const partial = tf.tidy(() => tf.add(tf.mul(centered, spread(q)), spread(k)));
+  const centeredScale = tf.neg(tf.mul(tf.pow(invStd, 3), groupMean(tf.mul(meanDyCentered, g))));
+  const constant = tf.neg(tf.mul(invStd, groupMean(tf.mul(meanDy, g))));
+  const partial = tf.tidy(() => tf.add(tf.mul(centered, spread(centeredScale)), spread(constant)));
   centered.dispose();
   const dx = tf.tidy(() => tf.add(tf.mul(dyv, tf.mul(spread(invStd), param(gamma))), partial));
   partial.dispose();
   // dγ_c = Σ_n Σdy·(x − μ)·(1/σ), dβ_c = Σ_n Σdy: per-(sample, channel) means times
   // their count, summed over samples as matMuls (./reduce.ts).
-  const dyXhat = tf.reshape(tf.mul(tf.reshape(meanDyXc, [n, groups, c / groups]), tf.reshape(invStd, [n, groups, 1])), [n, c]);
+  const dyXhat = tf.reshape(tf.mul(tf.reshape(meanDyCentered, [n, groups, c / groups]), tf.reshape(invStd, [n, groups, 1])), [n, c]);
   const overSamples = (t: tf.Tensor) => tf.mul(tf.reshape(sumPerSampleChannel(t, 1, n, c, 1), [c]), positions);
   return [tf.reshape(dx, x.shape), overSamples(dyXhat), overSamples(meanDy)];
-});
+}
+
+defineComposite(GROUP_NORM_GRAD, compositeGroupNormGrad);

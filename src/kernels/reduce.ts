@@ -42,3 +42,19 @@ export function meanPerSampleChannel(t: tf.Tensor, samples: number, a: number, c
   }
   return tf.div(sumPerSampleChannel(t, samples, a, channels, b), a * b);
 }
+
+/**
+ * `forward`, a reduction of a full-size tensor, as one recorded op whose
+ * gradient is `backward` (given the tensors in `saved`). Recorded as tfjs ops,
+ * a product with ones or a pooling would keep its full-size input alive until
+ * the backward pass ends even when nothing differentiates the statistics; this
+ * keeps only `saved`.
+ */
+export function recordedReduction(forward: (t: tf.Tensor) => tf.Tensor,
+    backward: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor, saved: tf.Tensor[] = []): (t: tf.Tensor) => tf.Tensor {
+  return tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [input, save] = args as [tf.Tensor, tf.GradSaveFunc];
+    save(saved);
+    return {value: forward(input), gradFunc: backward};
+  }) as (t: tf.Tensor) => tf.Tensor;
+}

@@ -1,63 +1,50 @@
 /**
- * Kernel registration for this package's ops.
+ * How this package's ops run on a backend.
  *
- * Each op is a tfjs kernel (`tf.engine().runKernel`) with a gradient registered
- * once for all backends (`tf.registerGradient`). A backend gets either a fused
- * kernel (the cpu backend: ./cpu) or the composite kernel: the same math as
- * tfjs ops, registered lazily for whichever backend is active (wasm, webgl,
- * webgpu, tensorflow, or any other), so every backend takes the hand-written
- * gradient rather than autodiff through tf.moments.
+ * Each op has a kernel name. The cpu backend registers a fused kernel under it
+ * (./cpu, `tf.registerKernel`), with its gradient registered once
+ * (`tf.registerGradient`). On any backend without a registered kernel (wasm,
+ * webgl, webgpu, node, …) the op runs its composite instead: the same math as
+ * tfjs ops, whose output gets the hand-written backward through
+ * `tf.customGrad`, and whose statistics are differentiable tfjs ops. Nothing
+ * is registered at run time.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import {runRegisteredKernel} from '../tfjs_internals';
 
-export type OpKernelFunc = (inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap) => tf.Tensor | tf.Tensor[];
+/** A composite: the kernel's outputs from its inputs, as tfjs ops. */
+export type CompositeFunc = (inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap) => tf.Tensor[];
 
-const composites = new Map<string, OpKernelFunc>();
+const composites = new Map<string, CompositeFunc>();
 
-/** Declares the composite implementation of a kernel, used where no other is registered. */
-export function defineComposite(kernelName: string, impl: OpKernelFunc): void {
+/** Declares the composite implementation of a kernel, run where no kernel is registered. */
+export function defineComposite(kernelName: string, impl: CompositeFunc): void {
   composites.set(kernelName, impl);
 }
 
-/** The composite implementation, for tests that compare it with a fused kernel. */
-export function compositeKernel(kernelName: string): OpKernelFunc {
+/** The composite implementation (also for tests that compare it with a fused kernel). */
+export function compositeKernel(kernelName: string): CompositeFunc {
   const impl = composites.get(kernelName);
   if (impl == null) throw new Error(`tfjs-normalization: no composite kernel named ${kernelName}`);
   return impl;
 }
 
-/** Runs a kernel on the active backend, registering the composite one if the backend has none. */
+/** Runs the active backend's registered kernel, or the composite where it has none. */
 export function runKernel(kernelName: string, inputs: Record<string, tf.Tensor | null | undefined>,
     attrs: Record<string, unknown>): tf.Tensor[] {
-  const backendName = tf.getBackend();
-  if (tf.getKernel(kernelName, backendName) == null) {
-    const impl = compositeKernel(kernelName);
-    tf.registerKernel({
-      kernelName,
-      backendName,
-      kernelFunc: ({inputs: ins, attrs: at}) => {
-        const out = tf.tidy(() => impl(ins as tf.NamedTensorMap, at as tf.NamedAttrMap));
-        return (Array.isArray(out) ? out : [out]) as unknown as tf.TensorInfo[];
-      },
-    });
-  }
-  const out = tf.engine().runKernel(kernelName, present(inputs), attrs as unknown as tf.NamedAttrMap);
-  return Array.isArray(out) ? out as tf.Tensor[] : [out as tf.Tensor];
+  return tf.getKernel(kernelName, tf.getBackend()) != null ?
+    runRegisteredKernel(kernelName, present(inputs), attrs) : runComposite(kernelName, inputs, attrs);
 }
 
-/** Runs the composite implementation directly, bypassing any fused kernel. */
+/** Runs the composite implementation, whatever kernel the backend has. */
 export function runComposite(kernelName: string, inputs: Record<string, tf.Tensor | null | undefined>,
     attrs: Record<string, unknown>): tf.Tensor[] {
-  const out = tf.tidy(() => compositeKernel(kernelName)(present(inputs), attrs as unknown as tf.NamedAttrMap));
-  return Array.isArray(out) ? out : [out];
+  return tf.tidy(() => compositeKernel(kernelName)(present(inputs), attrs as unknown as tf.NamedAttrMap));
 }
 
 /** Optional inputs are passed as null; kernels see only the present ones. */
 function present(inputs: Record<string, tf.Tensor | null | undefined>): tf.NamedTensorMap {
   const out: tf.NamedTensorMap = {};
-  for (const key of Object.keys(inputs)) {
-    const t = inputs[key];
-    if (t != null) out[key] = t;
-  }
+  for (const [name, tensor] of Object.entries(inputs)) if (tensor != null) out[name] = tensor;
   return out;
 }

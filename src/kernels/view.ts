@@ -28,3 +28,14 @@ export function viewShape(v: ChannelView): number[] {
 export function paramShape(v: ChannelView): number[] {
   return v.inner === 1 ? [1, v.channels] : [1, v.channels, 1];
 }
+
+/**
+ * An axis of a rank-`rank` tensor as a non-negative index: negative values
+ * count from the end (Keras, tfjs). Null when `axis` is not an integer in
+ * [−rank, rank − 1]. Channel axes must also not be the batch axis 0: callers
+ * check that, each with its own error.
+ */
+export function resolveAxis(axis: number, rank: number): number | null {
+  if (!Number.isInteger(axis) || axis < -rank || axis >= rank) return null;
+  return axis < 0 ? axis + rank : axis;
+}

@@ -5,10 +5,7 @@
  * names and `{className, config}` objects resolve exactly as in tfjs-layers).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import * as tfl from '@tensorflow/tfjs-layers';
-import type {Initializer} from '@tensorflow/tfjs-layers/dist/initializers';
-import type {Regularizer} from '@tensorflow/tfjs-layers/dist/regularizers';
-import type {Constraint} from '@tensorflow/tfjs-layers/dist/constraints';
+import {LAYERS_BASE_CLASSES, registeredClass, type Constraint, type Initializer, type Regularizer} from '../tfjs_internals';
 import {NormalizationConfigError} from '../errors';
 
 export type {Initializer, Regularizer, Constraint};
@@ -29,13 +26,8 @@ const SHORT_NAMES: Record<string, string> = {
 
 type Kind = 'initializer' | 'regularizer' | 'constraint';
 
-// The abstract base class of each kind, found from a known instance (tfjs-layers
-// exports the factories, not the bases); all three kinds have an `apply` method.
-const BASE: Record<Kind, Function> = {
-  initializer: Object.getPrototypeOf(tfl.initializers.zeros().constructor),
-  regularizer: Object.getPrototypeOf(tfl.regularizers.l1l2().constructor),
-  constraint: Object.getPrototypeOf(tfl.constraints.nonNeg().constructor),
-};
+// The abstract base class of each kind (tfjs-layers exports the factories, not the bases).
+const BASE: Readonly<Record<Kind, Function>> = LAYERS_BASE_CLASSES;
 
 /** An error that names the layer, the field, the value and what is allowed. */
 export function configError(layer: string, field: string, value: unknown, allowed: string): NormalizationConfigError {
@@ -88,9 +80,7 @@ function resolve<T>(layer: string, field: string, kind: Kind, id: unknown): T | 
     className = (id as Record<string, unknown>).className;
     config = (id as Record<string, unknown>).config ?? {};
   }
-  const registry = tf.serialization.SerializationMap.getMap().classNameMap;
-  const entry = typeof className === 'string' && Object.prototype.hasOwnProperty.call(registry, className) ?
-      registry[className] : undefined;
+  const entry = typeof className === 'string' ? registeredClass(className) : undefined;
   if (entry == null || typeof config !== 'object' || config === null || Array.isArray(config)) {
     throw configError(layer, field, id,
         `expected the name of a registered ${kind} (for example ${kind === 'initializer' ? "'zeros' or 'ones'" :

@@ -27,6 +27,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
+import {registeredClass} from '../tfjs_internals';
 import {configError} from './config';
 import {NormalizationLayer, NormalizationLayerArgs} from './normalization_layer';
 
@@ -96,7 +97,6 @@ export class KerasContribInstanceNormalization extends NormalizationLayer {
   }
 }
 
-if (!Object.prototype.hasOwnProperty.call(tf.serialization.SerializationMap.getMap().classNameMap,
-    KerasContribInstanceNormalization.className)) {
+if (registeredClass(KerasContribInstanceNormalization.className) == null) {
   tf.serialization.registerClass(KerasContribInstanceNormalization);
 }

@@ -29,10 +29,10 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import type {LayerArgs} from '@tensorflow/tfjs-layers/dist/engine/topology';
-import type {Kwargs} from '@tensorflow/tfjs-layers/dist/types';
 import {closest, distance} from 'fastest-levenshtein';
 import {NormalizationConfigError, NormalizationShapeError} from '../errors';
+import {forgetAddedWeights, type Kwargs, type LayerArgs} from '../tfjs_internals';
+import {resolveAxis} from '../kernels/view';
 import {
   checkBoolean, checkNumber, configError, Constraint, describe, Identifier, Initializer, Regularizer,
   resolveConstraint, resolveInitializer, resolveRegularizer, serialize,
@@ -187,8 +187,8 @@ export abstract class NormalizationLayer extends tfl.layers.Layer {
       throw new NormalizationShapeError(name, 'input',
           `${name}: input must have rank >= 2 (batch and channels); received shape ${describeShape(shape)}.`);
     }
-    const axis = this.axis < 0 ? this.axis + rank : this.axis;
-    if (axis < 1 || axis >= rank) {
+    const axis = resolveAxis(this.axis, rank);
+    if (axis == null || axis === 0) {
       throw configError(name, 'axis', this.axis,
           `for input shape ${describeShape(shape)} (rank ${rank}) the channel axis must be in ` +
           `[${-(rank - 1)}, ${rank - 1}] and not the batch axis 0`);
@@ -455,18 +455,6 @@ function weightName(weight: tfl.LayerVariable): string {
   return weight.originalName.slice(weight.originalName.lastIndexOf('/') + 1);
 }
 
-/**
- * tfjs-layers internal, checked against 4.22 (move to src/tfjs_internals.ts):
- * `Layer.addWeight` records each name in the private `_addedWeightNames` (and
- * refuses it again) and each regularizer's loss in `_losses`. No public API
- * removes them, so a build that failed after adding weights forgets them here.
- */
-function forgetAddedWeights(layer: tfl.layers.Layer, weights: tfl.LayerVariable[], lossesBefore: number): void {
-  const internals = layer as unknown as {_addedWeightNames: string[]; _losses: unknown[]};
-  const names = weights.map(weightName);
-  internals._addedWeightNames = internals._addedWeightNames.filter((n) => !names.includes(n));
-  internals._losses.splice(lossesBefore);
-}
 
 /**
  * A subclass without its own `static className` would be saved, loaded and

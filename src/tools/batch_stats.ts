@@ -3,9 +3,10 @@
  * package's BatchNormLayer and BatchRenormLayer, and tfjs's built-in
  * BatchNormalization), so the deployment tools treat them alike.
  */
-import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
+import {resolveAxis} from '../kernels/view';
 import {BatchNormLayer} from '../layers/batch_norm';
+import {registeredClass} from '../tfjs_internals';
 
 type LayerClass = new (...args: never[]) => tfl.layers.Layer;
 
@@ -13,8 +14,7 @@ type LayerClass = new (...args: never[]) => tfl.layers.Layer;
  * tfjs's own BatchNormalization class, read from the registry when this module
  * loads (before `registerKerasAliases` can put another class under its name).
  */
-export const builtinBatchNormalization: LayerClass =
-    tf.serialization.SerializationMap.getMap().classNameMap['BatchNormalization'][0] as unknown as LayerClass;
+export const builtinBatchNormalization: LayerClass = registeredClass('BatchNormalization')![0] as unknown as LayerClass;
 
 export interface BatchStatistics {
   layer: tfl.layers.Layer;
@@ -39,12 +39,15 @@ export function batchStatistics(layer: tfl.layers.Layer): BatchStatistics | null
   if (!layer.built) throw new Error(`${layer.getClassName()} '${layer.name}': the layer is not built; build the model first.`);
   const config = layer.getConfig();
   const rank = layer.inputSpec?.[0]?.ndim;
-  const axis = config.axis as number;
   if (rank == null) throw new Error(`${layer.getClassName()} '${layer.name}': the input rank is unknown.`);
+  const axis = resolveAxis(config.axis as number, rank);
+  if (axis == null) {
+    throw new Error(`${layer.getClassName()} '${layer.name}': axis ${config.axis} is not an axis of its rank-${rank} input.`);
+  }
   const weight = (name: string) => layer.weights.find((w) => w.originalName.endsWith(`/${name}`)) ?? null;
   return {
     layer,
-    axis: axis < 0 ? axis + rank : axis,
+    axis,
     epsilon: config.epsilon as number,
     gamma: weight('gamma'),
     beta: weight('beta'),

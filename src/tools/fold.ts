@@ -22,6 +22,7 @@ import {NormalizationShapeError} from '../errors';
 import {foldScaleOffset} from '../kernels/batch_norm';
 import {NormalizationLayer} from '../layers/normalization_layer';
 import {batchStatistics, isBatchStatisticsLayer} from './batch_stats';
+import {resolveAxis} from '../kernels/view';
 
 export interface FoldResult {
   /** A new model for inference; the original is untouched. */
@@ -126,7 +127,7 @@ function inferenceAffine(layer: tfl.layers.Layer): ChannelAffine | {reason: stri
   }
   const result = tf.tidy(() => layer.inferenceScaleOffset());
   if ('reason' in result) return result;
-  const axis = layer.axis < 0 ? layer.axis + rank : layer.axis;
+  const axis = resolveAxis(layer.axis, rank)!;
   const channels = layer.inputSpec![0].axes?.[axis];
   for (const [field, value] of [['scale', result.scale], ['offset', result.offset]] as const) {
     if (value.rank !== 1 || value.shape[0] !== channels) {

@@ -51,6 +51,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {isKeras3Topology, validateModelArtifacts} from '../io/validate';
+import {registeredClass} from '../tfjs_internals';
 import {configError} from '../layers/config';
 import {kerasGhostArtifacts} from './keras';
 
@@ -259,8 +260,7 @@ function convertObject(where: string, key: string, value: unknown): unknown {
   if (className === 'VarianceScaling' && config.distribution === 'untruncated_normal') {
     throw configError(where, key, value, 'tfjs\'s VarianceScaling has no untruncated normal distribution');
   }
-  const registry = tf.serialization.SerializationMap.getMap().classNameMap;
-  if (!Object.prototype.hasOwnProperty.call(registry, className)) {
+  if (registeredClass(className) == null) {
     throw configError(where, key, value, `tfjs has no ${source}${source === 'OrthogonalRegularizer' ?
         ' (it only matters in training: remove the key from model.json to load the model for inference)' :
         ''}`);

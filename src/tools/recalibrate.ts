@@ -12,7 +12,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import {channelView} from '../kernels/view';
+import {layoutOf, valuesPerStatistic} from '../kernels/cpu/layout';
+import {moments} from '../kernels/cpu/moments';
 import {batchStatistics, BatchStatistics, isBatchStatisticsLayer} from './batch_stats';
 
 /** One batch: the model input(s), or a `{xs, ys}` element as `fitDataset` takes it. */
@@ -149,34 +150,23 @@ function layerInput(model: tfl.LayersModel, layer: tfl.layers.Layer): (inputs: t
   return (inputs) => prefix.predictOnBatch(inputs.length === 1 ? inputs[0] : inputs) as tf.Tensor;
 }
 
-/** Adds the batch's per-channel mean and unbiased variance, two-pass in float64. */
+/**
+ * Adds the batch's per-channel mean and unbiased variance, computed in float64
+ * by the fused cpu kernels' moments (accurate when the mean dwarfs the spread).
+ */
 function accumulate(stats: BatchStatistics, h: tf.Tensor, sums: {mean: Float64Array; variance: Float64Array},
     index: number): void {
-  const {outer, channels, inner} = channelView(h.shape, stats.axis);
-  const m = outer * inner;
+  const layout = layoutOf(h.shape, stats.axis);
+  const m = valuesPerStatistic(layout);
   if (m < 2) {
     throw new Error(`${NAME}: batch ${index} gives ${stats.layer.getClassName()} '${stats.layer.name}' ${m} value ` +
         `per channel (input shape [${h.shape.join(', ')}]); the unbiased variance needs at least 2.`);
   }
-  const x = h.dataSync();
-  const mean = new Float64Array(channels);
-  const sq = new Float64Array(channels);
-  for (let o = 0; o < outer; o++) {
-    for (let c = 0; c < channels; c++) {
-      const base = (o * channels + c) * inner;
-      for (let i = 0; i < inner; i++) mean[c] += x[base + i];
-    }
-  }
-  for (let c = 0; c < channels; c++) mean[c] /= m;
-  for (let o = 0; o < outer; o++) {
-    for (let c = 0; c < channels; c++) {
-      const base = (o * channels + c) * inner;
-      for (let i = 0; i < inner; i++) sq[c] += (x[base + i] - mean[c]) ** 2;
-    }
-  }
-  for (let c = 0; c < channels; c++) {
-    sums.mean[c] += mean[c];
-    sums.variance[c] += sq[c] / (m - 1);
+  const values = h.dataSync();
+  const batch = moments(values instanceof Float32Array ? values : Float32Array.from(values), layout);
+  for (let c = 0; c < layout.channels; c++) {
+    sums.mean[c] += batch.mean[c];
+    sums.variance[c] += batch.variance[c] * m / (m - 1);
   }
 }
 

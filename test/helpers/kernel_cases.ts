@@ -9,6 +9,7 @@ import {
   BATCH_NORM_TRAINING, BATCH_NORM_TRAINING_GRAD, batchNormTraining, CHANNEL_SCALE_OFFSET,
 } from '../../src/kernels/batch_norm';
 import {GROUP_NORM, GROUP_NORM_GRAD, groupNorm} from '../../src/kernels/group_norm';
+import {runKernel} from '../../src/kernels/registry';
 import {channelMoments, randomData, ref} from './reference';
 import {groupNormRef} from './variant_reference';
 
@@ -58,16 +59,15 @@ export function kernelCases(shape: number[], axis: number, seed: number): Kernel
   const renormIn = () => ({renormMean: tensor([c], seed + 4, 2, 0.3), renormStddev: tensor([c], seed + 5, 3, 0.5)});
   const bnGradIn = (withRenorm: boolean) => () => {
     const fwd = {x: x(), gamma: gamma(), ...(withRenorm ? renormIn() : {})};
-    const [, mean, variance, r, d] = tf.engine().runKernel(BATCH_NORM_TRAINING, fwd,
-        (withRenorm ? renormAttrs : bnAttrs) as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    // The active backend's forward kernel: the fused one on cpu, the composite elsewhere.
+    const [, mean, variance, r, d] = runKernel(BATCH_NORM_TRAINING, fwd, withRenorm ? renormAttrs : bnAttrs);
     return {dy: dy(), x: fwd.x, mean, variance, gamma: fwd.gamma, r, d};
   };
   const groups = groupsFor(c);
   const gnAttrs = {axis, groups, epsilon: 1e-3};
   const gnGradIn = (g = groups) => () => {
     const fwd = {x: x(), gamma: gamma()};
-    const [, mean, variance] = tf.engine().runKernel(GROUP_NORM, fwd,
-        {...gnAttrs, groups: g} as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    const [, mean, variance] = runKernel(GROUP_NORM, fwd, {...gnAttrs, groups: g});
     return {dy: dy(), x: fwd.x, mean, variance, gamma: fwd.gamma};
   };
   const at = `[${shape}] axis ${axis}`;

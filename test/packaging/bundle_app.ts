@@ -16,9 +16,9 @@ export const ROOT = path.join(__dirname, '..', '..');
 export function appSource(withPackage: boolean): string {
   return withPackage ?
     `import * as tf from '@tensorflow/tfjs';
-import * as tfnorm from 'tfjs-normalization';
-const model = tf.sequential({layers: [tf.layers.dense({inputShape: [3], units: 4}), tfnorm.batchNorm()]});
-Object.assign(globalThis, {tf, tfnorm, model});
+import {batchNorm, batchRenorm, groupNorm} from 'tfjs-normalization';
+const model = tf.sequential({layers: [tf.layers.dense({inputShape: [3], units: 4}), batchNorm()]});
+Object.assign(globalThis, {tf, model, batchNorm, batchRenorm, groupNorm});
 ` :
     `import * as tf from '@tensorflow/tfjs';
 const model = tf.sequential({layers: [tf.layers.dense({inputShape: [3], units: 4})]});
@@ -66,8 +66,7 @@ export function bundleWithWebpack(app: string, source: string): Promise<Bundle> 
     webpack({
       mode: 'production', target: 'web', context: app, entry, devtool: false,
       output: {path: outDir, filename: 'bundle.js'}, performance: {hints: false},
-      // webpack's graph and tree shaking, esbuild's minifier (below): terser takes minutes on this machine.
-      optimization: {minimize: false},
+      // webpack's production defaults: its tree shaking, then terser drops the unused exports.
     }, (error, stats) => {
       if (error != null || stats == null) return reject(error ?? new Error('webpack returned no stats'));
       const info = stats.toJson({all: false, errors: true, modules: true, nestedModules: true});
@@ -80,8 +79,7 @@ export function bundleWithWebpack(app: string, source: string): Promise<Bundle> 
         visit(m.modules);
       });
       visit(info.modules);
-      const code = fs.readFileSync(path.join(outDir, 'bundle.js'), 'utf8');
-      esbuild.transform(code, {minify: true}).then((minified) => resolve({code: minified.code, inputs: [...inputs]}), reject);
+      resolve({code: fs.readFileSync(path.join(outDir, 'bundle.js'), 'utf8'), inputs: [...inputs]});
     });
   });
 }

@@ -1,22 +1,32 @@
 /**
- * Fused cpu BATCH_NORM_TRAINING_GRAD in two passes (./passes.ts
- * normalizationGradient): dx = γr/σ·(dy − mean(dy) − x̂·mean(dy·x̂)),
- * dγ = Σ dy·(x̂·r + d), dβ = Σ dy.
+ * Fused cpu BATCH_NORM_TRAINING_GRAD in two passes (./gradient.ts):
+ * dx = γr/σ·(dy − mean(dy) − x̂·mean(dy·x̂)) plus the statistics' upstream
+ * gradients (meanGrad, varianceGrad, optional), dγ = Σ dy·(x̂·r + d), dβ = Σ dy.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import {makeCpuOutput, readCpuValues} from '../../tfjs_internals';
 import {BATCH_NORM_TRAINING_GRAD} from '../batch_norm';
-import {normalizationGradient, output, read} from './passes';
+import {normalizationGradient} from './gradient';
+import {layoutOf} from './layout';
 
 export const batchNormTrainingGradConfig: tf.KernelConfig = {
   kernelName: BATCH_NORM_TRAINING_GRAD,
   backendName: 'cpu',
   kernelFunc: ({inputs, attrs, backend}) => {
     const {dy, x, mean, variance, gamma, r, d} = inputs as Record<string, tf.TensorInfo>;
+    const {meanGrad, varianceGrad} = inputs as Record<string, tf.TensorInfo | undefined>;
     const {axis, epsilon} = attrs as Record<string, number>;
-    const rs = read(backend, r);
-    const ds = read(backend, d);
-    const {dx, sums} = normalizationGradient(backend, {dy, x, mean, variance, gamma}, axis, epsilon, undefined, rs);
-    const dGamma = sums.channelDyXhat.map((v, c) => v * rs[c] + sums.channelDy[c] * ds[c]);
-    return [dx, output(backend, [rs.length], dGamma), output(backend, [rs.length], sums.channelDy)];
+    const read = (t: tf.TensorInfo | undefined) => t == null ? null : readCpuValues(backend, t);
+    const rValues = readCpuValues(backend, r);
+    const dValues = readCpuValues(backend, d);
+    const {dx, channelDy, channelDyXhat} = normalizationGradient({
+      dy: readCpuValues(backend, dy), x: readCpuValues(backend, x), mean: readCpuValues(backend, mean),
+      variance: readCpuValues(backend, variance), gamma: readCpuValues(backend, gamma), r: rValues,
+      meanGrad: read(meanGrad), varianceGrad: read(varianceGrad),
+    }, layoutOf(x.shape, axis), epsilon);
+    const dGamma = channelDyXhat.map((sum, c) => sum * rValues[c] + channelDy[c] * dValues[c]);
+    const channels = [rValues.length];
+    return [makeCpuOutput(backend, x.shape, dx), makeCpuOutput(backend, channels, dGamma),
+      makeCpuOutput(backend, channels, channelDy)];
   },
 };
