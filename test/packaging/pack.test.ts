@@ -10,8 +10,10 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 const ROOT = path.join(__dirname, '..', '..');
-const MAX_PACKED_BYTES = 500_000;
-const MAX_UNPACKED_BYTES = 2_000_000;
+// Bounds with headroom over what ships now (537 kB packed, 1.97 MB unpacked, most of it the three builds'
+// source maps, each carrying the sources): a stray folder or a bundled tfjs (MBs) fails them.
+const MAX_PACKED_BYTES = 650_000;
+const MAX_UNPACKED_BYTES = 2_500_000;
 // Everything the tarball may hold.
 const ALLOWED = [
   /^package\.json$/, /^README\.md$/, /^LICENSE$/, /^(node|browser)\/package\.json$/,
