@@ -15,8 +15,9 @@
  *
  * Importing this module runs the check; src/index.ts imports it first.
  */
+// Only tfjs-core is imported here: tfjs-layers is found with a guarded require (tfjsLayersVersion), so that
+// a tfjs-layers npm nested out of this package's reach fails with this module's error, not a bare require.
 import * as tf from '@tensorflow/tfjs-core';
-import * as tfl from '@tensorflow/tfjs-layers';
 
 /**
  * The tfjs versions this package works with; package.json's peerDependencies say
@@ -45,7 +46,9 @@ export function checkTfjsVersion(pkg: string, version: string): void {
   const [major, minor] = version.split('.').map(Number);
   if (!(major > FLOOR[0] || (major === FLOOR[0] && minor >= FLOOR[1]))) {
     throw new TfjsVersionError(`tfjs-normalization: ${pkg} ${version} is too old; this package needs ` +
-        `${SUPPORTED_TFJS}. ${FIX}`);
+        `${SUPPORTED_TFJS}. Upgrade @tensorflow/tfjs (or @tensorflow/tfjs-core and @tensorflow/tfjs-layers) in ` +
+        `the app to one version in that range, e.g. \`npm install @tensorflow/tfjs@4\`, then check ` +
+        '`npm ls @tensorflow/tfjs-core @tensorflow/tfjs-layers` shows that one version.');
   }
 }
 
@@ -73,7 +76,27 @@ function loadedTfjsCoreCopies(): CoreCopy[] {
       });
 }
 
-/** Throws TfjsVersionError when another copy of tfjs-core loaded first, or tfjs is too old. */
+/**
+ * tfjs-layers' version as Node's `require` resolves it from this package, or
+ * null outside Node's CommonJS loader (a bundler resolves it at build time).
+ * @throws TfjsVersionError when Node cannot find it from here: npm nests
+ *   tfjs-layers under @tensorflow/tfjs when the app also pins another
+ *   tfjs-core, and this package then sees a tfjs-core but no tfjs-layers.
+ */
+function tfjsLayersVersion(): string | null {
+  if (typeof require !== 'function' || typeof require.resolve !== 'function') return null;
+  try {
+    // A computed name: a bundler must not try to bundle tfjs-layers' package.json.
+    const layers = '@tensorflow/tfjs-layers';
+    return require(`${layers}/package.json`).version as string;
+  } catch {
+    throw new TfjsVersionError('tfjs-normalization: @tensorflow/tfjs-layers cannot be found from this package ' +
+        `(it found @tensorflow/tfjs-core ${tf.version_core}); npm nests it under @tensorflow/tfjs when the app ` +
+        `also installs another @tensorflow/tfjs-core version. ${FIX}`);
+  }
+}
+
+/** Throws TfjsVersionError when another copy of tfjs-core loaded first, tfjs-layers is out of reach, or tfjs is too old. */
 export function checkTfjs(): void {
   if (!(tf.env() instanceof tf.Environment)) {
     const copies = loadedTfjsCoreCopies();
@@ -88,7 +111,8 @@ export function checkTfjs(): void {
         `of tfjs the app does not use. ${FIX}${align}`);
   }
   checkTfjsVersion('@tensorflow/tfjs-core', tf.version_core);
-  checkTfjsVersion('@tensorflow/tfjs-layers', tfl.version_layers);
+  const layersVersion = tfjsLayersVersion();
+  if (layersVersion != null) checkTfjsVersion('@tensorflow/tfjs-layers', layersVersion);
 }
 
 checkTfjs();

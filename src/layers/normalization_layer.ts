@@ -467,7 +467,8 @@ function checkOwnClassName(cls: Function): Function {
         `${cls.name}: the class has no static className of its own` +
         (inherited == null ? '' : ` (it inherits '${inherited}', so saving and registering it would replace ` +
             `${Object.getPrototypeOf(cls).name} in tfjs's serialization registry)`) +
-        `. Add \`static override className = '${cls.name}';\` to the class and register it with ` +
+        `. Add \`static className = '${cls.name}';\` to the class (\`static override className\` in ` +
+        `TypeScript) and register it with ` +
         `tf.serialization.registerClass(${cls.name}).`);
   }
   return cls;

@@ -116,7 +116,7 @@ describe('a subclass needs its own className', () => {
     const error = caught(() => new Forgetful()) as NormalizationConfigError;
     expect(error).toBeInstanceOf(NormalizationConfigError);
     expect([error.owner, error.field, error.value]).toEqual(['Forgetful', 'className', 'BatchNormLayer']);
-    expect(error.message).toContain("Add `static override className = 'Forgetful';`");
+    expect(error.message).toContain("Add `static className = 'Forgetful';` to the class (`static override className` in TypeScript)");
     expect(error.message).toContain('tf.serialization.registerClass(Forgetful)');
     expect(registry['BatchNormLayer']).toBe(entry);
     expect(entry[0]).toBe(BatchNormLayer);

@@ -42,6 +42,30 @@ it('fails the import when another copy of tfjs-core loaded first, saying what to
   expect(output).toContain(SUPPORTED_TFJS);
 });
 
+it('fails the import with its own error when tfjs-layers is out of the package\'s reach', () => {
+  // What npm does when the app pins another tfjs-core next to @tensorflow/tfjs: it nests tfjs-layers under
+  // @tensorflow/tfjs, where this package cannot require it. Simulated by refusing to resolve it.
+  const {status, output} = node(`
+    const Module = require('module');
+    const resolve = Module._resolveFilename;
+    Module._resolveFilename = function (request, ...rest) {
+      if (request.startsWith('@tensorflow/tfjs-layers')) {
+        throw Object.assign(new Error("Cannot find module '" + request + "'"), {code: 'MODULE_NOT_FOUND'});
+      }
+      return resolve.call(this, request, ...rest);
+    };
+    try {
+      require('tfjs-normalization');
+      console.log('imported');
+    } catch (error) {
+      console.log(error.name + ': ' + error.message);
+    }`);
+  expect(status).toBe(0);
+  expect(output).not.toMatch(/imported/);
+  expect(output).toMatch(/TfjsVersionError: tfjs-normalization: @tensorflow\/tfjs-layers cannot be found from this package/);
+  expect(output).toMatch(/npm ls @tensorflow\/tfjs-core @tensorflow\/tfjs-layers/);
+});
+
 it('fails before registering anything, so the failed import changes nothing', () => {
   // The kernel registry is global (shared by every copy of tfjs-core): it shows whether anything registered.
   const kernels = (twoCopies: boolean) => node(`
