@@ -62,7 +62,8 @@ async function main(): Promise<number> {
       const core = statSync(join(ROOT, 'node_modules/@tensorflow/tfjs-core/dist/tf-core.min.js')).size;
       console.log(`         tfjs-normalization.min.js ${(ours / 1024).toFixed(1)} KiB; ` +
           `tf-core.min.js ${(core / 1024).toFixed(1)} KiB`);
-      assert(ours < core / 4, `bundle is ${ours} bytes, too large to be free of tfjs (tf-core.min.js is ${core})`);
+      // Half tfjs-core's size: room for the package's own code (73 KiB now), far below a copy of tfjs-core.
+      assert(ours < core / 2, `bundle is ${ours} bytes, too large to be free of tfjs (tf-core.min.js is ${core})`);
     });
 
     runner.test('IIFE bundle loaded without tfjs fails with a message that says so', async () => {
