@@ -18,6 +18,7 @@
  * and applies y = x·scale + offset in one pass.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import {NormalizationConfigError} from '../errors';
 import {checkChannelInput, checkChannelVector} from './checks';
 import {recordedReduction, sumPerSampleChannel} from './reduce';
 import {defineComposite, runKernel} from './registry';
@@ -46,6 +47,18 @@ export interface BatchNormTrainingArgs {
   epsilon: number;
   /** Batch Renormalization: correct the batch statistics toward these. */
   renorm?: RenormArgs;
+  /**
+   * Whether the statistics outputs (mean, variance, r, d) carry gradients.
+   * Default true. false, for callers that only read them (the layers' moving
+   * averages): where the op runs its composite (wasm, webgl, …) they are then
+   * computed inside y's recorded op, so the backward saves x once instead of
+   * twice (a copy each on wasm), and a gradient taken through them throws
+   * tfjs's "Cannot compute gradient" error; cpu's fused kernel gives them
+   * their gradients either way. y's gradients are the same. (The statistics
+   * then leave y's forward kept, which tfjs's kernel leak check, on only
+   * with the IS_TEST flag, reports as a leak.)
+   */
+  statisticsGradients?: boolean;
 }
 
 export interface BatchNormTrainingResult {
@@ -79,12 +92,17 @@ export function batchNormTraining(
     checkChannelVector(op, 'renorm.mean', renorm.mean, x, axis);
     checkChannelVector(op, 'renorm.stddev', renorm.stddev, x, axis);
   }
+  const statisticsGradients = args.statisticsGradients ?? true;
+  if (typeof statisticsGradients !== 'boolean') {
+    throw new NormalizationConfigError(op, 'statisticsGradients', statisticsGradients,
+        `${op}: statisticsGradients must be true or false; received ${String(statisticsGradients)}.`);
+  }
   // The gradient saves gamma, so the kernel always gets one (ones when scale is off).
   const scale = gamma ?? tf.ones([x.shape[axis]]);
   const [y, mean, variance, r, d] = runKernel(renorm == null ? BATCH_NORM_TRAINING : BATCH_RENORM_TRAINING,
       {x, gamma: scale, beta, renormMean: renorm?.mean, renormStddev: renorm?.stddev}, {
         axis, epsilon: args.epsilon, rmin: renorm?.rmin ?? 0,
-        rmax: renorm?.rmax ?? Infinity, dmax: renorm?.dmax ?? Infinity,
+        rmax: renorm?.rmax ?? Infinity, dmax: renorm?.dmax ?? Infinity, statisticsGradients,
       });
   if (gamma == null) scale.dispose();
   return {y, mean, variance, r, d} as BatchNormTrainingResult;
@@ -142,6 +160,8 @@ interface Attrs {
   rmin: number;
   rmax: number;
   dmax: number;
+  /** false: the composite computes the statistics unrecorded (default true); the fused kernels ignore it. */
+  statisticsGradients?: boolean;
 }
 
 /** 1 where v is not clipped by min(max(v, lo), hi), as tfjs differentiates that (ties pass). */
@@ -225,17 +245,28 @@ function channelSum(t: tf.Tensor, view: ChannelView): tf.Tensor {
   return tf.tidy(() => tf.reshape(sumPerSampleChannel(t, 1, view.outer, view.channels, view.inner), paramShape(view)));
 }
 
+/** The batch statistics of the composite, shaped to broadcast against `viewShape(view)`. */
+interface CompositeStatistics {
+  /** x − shift, full size, in the view's shape. */
+  shifted: tf.Tensor;
+  shiftedMean: tf.Tensor;
+  mean: tf.Tensor;
+  variance: tf.Tensor;
+  std: tf.Tensor;
+  r: tf.Tensor;
+  d: tf.Tensor;
+}
+
 // The composites evaluate the same formulas as the fused kernels in float32
 // tfjs ops, with every full-size reduction a matMul (./reduce.ts). The mean is
 // taken in two steps (a shift, the first estimate, then the mean of x − shift)
 // so that float32 sums stay accurate when the mean dwarfs the spread.
-function compositeBatchNormTraining(inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap): tf.Tensor[] {
-  const {x, gamma, beta, renormMean, renormStddev} = inputs;
-  const {axis, epsilon, rmin, rmax, dmax} = attrs as unknown as Attrs;
-  const view = channelView(x.shape, axis);
+function compositeStatistics(x: tf.Tensor, view: ChannelView, attrs: Attrs,
+    renormMean: tf.Tensor | undefined, renormStddev: tf.Tensor | undefined): CompositeStatistics {
+  const {epsilon, rmin, rmax, dmax} = attrs;
   const pShape = paramShape(view);
   const count = view.outer * view.inner;
-  // The statistics, as differentiable tfjs ops: autodiff gives their gradients.
+  // Differentiable tfjs ops where the tape records them: autodiff gives their gradients.
   const xv = tf.reshape(x, viewShape(view));
   const channelMean = recordedReduction((t) => tf.div(channelSum(t, view), count),
       (dy) => tf.broadcastTo(tf.div(dy, count), xv.shape));
@@ -264,11 +295,27 @@ function compositeBatchNormTraining(inputs: tf.NamedTensorMap, attrs: tf.NamedAt
     r = clip(tf.div(std, s), rmin, rmax);
     d = clip(tf.div(tf.sub(mean, tf.reshape(renormMean, pShape)), s), -dmax, dmax);
   }
+  return {shifted, shiftedMean, mean, variance, std, r, d};
+}
+
+function compositeBatchNormTraining(inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap): tf.Tensor[] {
+  const {x, gamma, beta, renormMean, renormStddev} = inputs;
+  const typedAttrs = attrs as unknown as Attrs;
+  const {axis, epsilon, statisticsGradients} = typedAttrs;
+  const view = channelView(x.shape, axis);
+  const pShape = paramShape(view);
+  const statisticsOf = (t: tf.Tensor) => compositeStatistics(t, view, typedAttrs, renormMean, renormStddev);
+  // Recorded on the tape before y, or, without their gradients, computed inside y's
+  // forward, where nothing is recorded and only y's backward saves x.
+  const recorded = statisticsGradients === false ? null : statisticsOf(x);
+  let unrecorded: CompositeStatistics | null = null;
   // y = γ·((x − μ)/σ·r + d) + β = shifted·scale + offset, two full-size passes, with the
   // hand-written backward; r and d enter as constants (closed over, not inputs).
   const normalize = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const save = args.pop() as tf.GradSaveFunc;
     const [xIn, gammaIn, betaIn] = args as tf.Tensor[];
+    const stats = recorded ?? statisticsOf(xIn);
+    const {shifted, shiftedMean, mean, variance, std, r, d} = stats;
     save([xIn, gammaIn, mean, variance, r, d]);
     const value = tf.tidy(() => {
       const g = tf.reshape(gammaIn, pShape);
@@ -277,6 +324,14 @@ function compositeBatchNormTraining(inputs: tf.NamedTensorMap, attrs: tf.NamedAt
       if (betaIn != null) offset = tf.add(offset, tf.reshape(betaIn, pShape));
       return tf.reshape(tf.add(tf.mul(shifted, scale), offset), x.shape);
     });
+    if (recorded == null) {
+      // The forward's scope disposes all but its value: keep the statistics out of it (released below).
+      unrecorded = stats;
+      tf.keep(mean);
+      tf.keep(variance);
+      tf.keep(r);
+      tf.keep(d);
+    }
     const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const [xSaved, gammaSaved, meanSaved, varianceSaved, rSaved, dSaved] = saved;
       const grads = compositeBatchNormTrainingGrad({dy, x: xSaved, mean: meanSaved, variance: varianceSaved,
@@ -287,9 +342,12 @@ function compositeBatchNormTraining(inputs: tf.NamedTensorMap, attrs: tf.NamedAt
   });
   const y = beta == null ? normalize(x, gamma) : normalize(x, gamma, beta);
   // Full-size temporaries are disposed as soon as they are used.
-  shifted.dispose();
-  const perChannel = (t: tf.Tensor) => tf.reshape(t, [view.channels]);
-  return [y, perChannel(mean), perChannel(variance), perChannel(r), perChannel(d)];
+  recorded?.shifted.dispose();
+  const {mean, variance, r, d} = (recorded ?? unrecorded)!;
+  // A reshape shares the data and belongs to this scope; the kept originals are then released.
+  const outputs = [mean, variance, r, d].map((t) => tf.reshape(t, [view.channels]));
+  if (recorded == null) tf.dispose([mean, variance, r, d]);
+  return [y, ...outputs];
 }
 
 defineComposite(BATCH_NORM_TRAINING, compositeBatchNormTraining);

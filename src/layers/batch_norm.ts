@@ -150,7 +150,9 @@ export class BatchNormLayer extends NormalizationLayer {
   /** The training op: over the (unmasked) batch, or per ghost batch with `virtualBatchSize`. */
   protected batchTraining(x: tf.Tensor, mask: tf.Tensor | null, renorm?: RenormArgs): BatchNormTrainingResult {
     const args = {axis: this.channelAxis, epsilon: this.epsilon, renorm};
-    return this.virtualBatchSize == null ? maskedBatchNormTraining(x, this.gammaValue(), this.betaValue(), args, mask) :
+    // The statistics only feed the moving averages: nothing differentiates them.
+    return this.virtualBatchSize == null ?
+      maskedBatchNormTraining(x, this.gammaValue(), this.betaValue(), {...args, statisticsGradients: false}, mask) :
       ghostBatchNormTraining(x, this.gammaValue(), this.betaValue(), {...args, virtualBatchSize: this.virtualBatchSize});
   }
 

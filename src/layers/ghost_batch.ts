@@ -157,7 +157,7 @@ export function ghostBatchNormTraining(x: tf.Tensor, gamma: tf.Tensor1D | null, 
     const scale: tf.Tensor1D = gamma == null ? r : tf.mul(gamma, r);
     let offset: tf.Tensor1D = gamma == null ? d : tf.mul(gamma, d);
     if (beta != null) offset = tf.add(offset, beta);
-    const batch = batchNormTraining(view, tiled(scale), tiled(offset), {axis: 1, epsilon});
+    const batch = batchNormTraining(view, tiled(scale), tiled(offset), {axis: 1, epsilon, statisticsGradients: false});
     return {y: toInput(batch.y), mean, variance, r, d};
   });
 }
