@@ -52,7 +52,7 @@ export interface StudyOptions {
 }
 
 export const DEFAULTS: StudyOptions = {
-  examples: 6400, epochs: 1, batchSizes: [2, 4, 8, 32], model: 'mlp', hidden: 128,
+  examples: 2400, epochs: 1, batchSizes: [2, 8, 32], model: 'mlp', hidden: 128,
   dataDir: defaultDataDir(), testExamples: 10000, backend: 'wasm', seed: 1, repeats: 1, baseLearningRate: 0.05,
   layers: VARIANTS.map((v) => v.key), outDir: path.join('results', 'small_batch_study'), progress: true,
   log: (line) => console.log(line),
