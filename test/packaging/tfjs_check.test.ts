@@ -18,22 +18,28 @@ function node(code: string, args: string[] = ['-e']): {status: number | null; ou
   return {status: result.status, output: result.stdout + result.stderr, stdout: result.stdout};
 }
 
-beforeAll(() => {
-  if (!fs.existsSync(path.join(ROOT, 'dist', 'cjs', 'index.js'))) throw new Error('run `npm run build` first');
-});
-
-it('fails the import when another copy of tfjs-core loaded first, saying what to do', () => {
-  // A second module instance of tfjs-core: load it, drop it from the cache, then the package loads its own.
-  const {status, output} = node(`
-    const core = require.resolve('@tensorflow/tfjs-core');
-    require(core);
-    delete require.cache[core];
+/** Runs `prelude`, then requires the package in the same Node process; prints 'imported' or the error. */
+function importAfter(prelude: string): ReturnType<typeof node> {
+  return node(`${prelude}
     try {
       require('tfjs-normalization');
       console.log('imported');
     } catch (error) {
       console.log(error.name + ': ' + error.message);
     }`);
+}
+
+beforeAll(() => {
+  if (!fs.existsSync(path.join(ROOT, 'dist', 'cjs', 'index.js'))) throw new Error('run `npm run build` first');
+});
+
+it('fails the import when another copy of tfjs-core loaded first, saying what to do', () => {
+  // A second module instance of tfjs-core: load it, drop it from the cache, then the package loads its own.
+  const {status, output} = importAfter(`
+    const core = require.resolve('@tensorflow/tfjs-core');
+    require(core);
+    delete require.cache[core];
+`);
   expect(status).toBe(0);
   expect(output).not.toMatch(/imported/);
   expect(output).toMatch(/TfjsVersionError: tfjs-normalization: two copies of @tensorflow\/tfjs-core are loaded/);
@@ -45,7 +51,7 @@ it('fails the import when another copy of tfjs-core loaded first, saying what to
 it('fails the import with its own error when tfjs-layers is out of the package\'s reach', () => {
   // What npm does when the app pins another tfjs-core next to @tensorflow/tfjs: it nests tfjs-layers under
   // @tensorflow/tfjs, where this package cannot require it. Simulated by refusing to resolve it.
-  const {status, output} = node(`
+  const {status, output} = importAfter(`
     const Module = require('module');
     const resolve = Module._resolveFilename;
     Module._resolveFilename = function (request, ...rest) {
@@ -54,12 +60,7 @@ it('fails the import with its own error when tfjs-layers is out of the package\'
       }
       return resolve.call(this, request, ...rest);
     };
-    try {
-      require('tfjs-normalization');
-      console.log('imported');
-    } catch (error) {
-      console.log(error.name + ': ' + error.message);
-    }`);
+`);
   expect(status).toBe(0);
   expect(output).not.toMatch(/imported/);
   expect(output).toMatch(/TfjsVersionError: tfjs-normalization: @tensorflow\/tfjs-layers cannot be found from this package/);
