@@ -96,8 +96,11 @@ export function normalizationGradient(inputs: GradientInputs, layout: Layout, ep
   const channelDyXhat = new Float64Array(channels);
   // Per (sample, group), from Σ g·dy and Σ g·dy·(x − μ) over it: dx = dy·g/σ + (x − μ)·centeredScale + constant,
   // centeredScale = −Σ g·dy·(x − μ)/(n·σ³) + 2·∂L/∂var/n, constant = −Σ g·dy/(n·σ) + ∂L/∂mean/n.
-  const centeredScaleOf = (stat: number, groupDyCentered: number) =>
-    -(invStd[stat] ** 3) * groupDyCentered / count + (varianceGrad == null ? 0 : 2 * varianceGrad[stat] / count);
+  const centeredScaleOf = (stat: number, groupDyCentered: number) => {
+    const statInvStd = invStd[stat];
+    return -statInvStd * statInvStd * statInvStd * groupDyCentered / count +
+      (varianceGrad == null ? 0 : 2 * varianceGrad[stat] / count);
+  };
   const constantOf = (stat: number, groupDy: number) =>
     -invStd[stat] * groupDy / count + (meanGrad == null ? 0 : meanGrad[stat] / count);
   if (rows * inner === 1) {
