@@ -50,13 +50,14 @@ export interface BatchNormTrainingArgs {
   /**
    * Whether the statistics outputs (mean, variance, r, d) carry gradients.
    * Default true. false, for callers that only read them (the layers' moving
-   * averages): where the op runs its composite (wasm, webgl, …) they are then
-   * computed inside y's recorded op, so the backward saves x once instead of
-   * twice (a copy each on wasm), and a gradient taken through them throws
-   * tfjs's "Cannot compute gradient" error; cpu's fused kernel gives them
-   * their gradients either way. y's gradients are the same. (The statistics
-   * then leave y's forward kept, which tfjs's kernel leak check, on only
-   * with the IS_TEST flag, reports as a leak.)
+   * averages): the backward then does only y's work (on cpu the fused backward
+   * skips folding the statistics' and r/d's upstream gradients, which tfjs
+   * hands it as zeros, not null; on the composite path the statistics are
+   * computed inside y's recorded op, so x is saved once instead of twice, a
+   * copy each on wasm), and a gradient taken through a statistic throws a
+   * NormalizationConfigError naming this option. y's gradients are the same.
+   * (On the composite path the statistics then leave y's forward kept, which
+   * tfjs's kernel leak check, on only with the IS_TEST flag, reports as a leak.)
    */
   statisticsGradients?: boolean;
 }
@@ -105,7 +106,27 @@ export function batchNormTraining(
         rmax: renorm?.rmax ?? Infinity, dmax: renorm?.dmax ?? Infinity, statisticsGradients,
       });
   if (gamma == null) scale.dispose();
-  return {y, mean, variance, r, d} as BatchNormTrainingResult;
+  if (statisticsGradients) return {y, mean, variance, r, d} as BatchNormTrainingResult;
+  const [meanOut, varianceOut, rOut, dOut] = [mean, variance, r, d].map((t) => withoutGradient(op, x, t));
+  tf.dispose([mean, variance, r, d]);
+  return {y, mean: meanOut, variance: varianceOut, r: rOut, d: dOut} as BatchNormTrainingResult;
+}
+
+/**
+ * `statistic` as an output whose gradient, if one is ever taken through it,
+ * is an error naming `statisticsGradients: false` (instead of silent zeros on
+ * cpu, or tfjs's "Cannot compute gradient" elsewhere). Recorded from x, so
+ * that tfjs's tape reaches it; not called when only y is differentiated.
+ */
+function withoutGradient(op: string, x: tf.Tensor, statistic: tf.Tensor): tf.Tensor {
+  return tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
+    value: tf.clone(args[1] as tf.Tensor),
+    gradFunc: (): tf.Tensor[] => {
+      throw new NormalizationConfigError(op, 'statisticsGradients', false, `${op}: a gradient was taken ` +
+          'through a statistics output (mean, variance, r or d) of a call with statisticsGradients: false, ' +
+          'which computes only y\'s gradients; call it with statisticsGradients: true (the default).');
+    },
+  }))(x, statistic);
 }
 
 /**
@@ -160,7 +181,10 @@ interface Attrs {
   rmin: number;
   rmax: number;
   dmax: number;
-  /** false: the composite computes the statistics unrecorded (default true); the fused kernels ignore it. */
+  /**
+   * false: the composite computes the statistics unrecorded, and the fused
+   * backward ignores their upstream gradients (default true).
+   */
   statisticsGradients?: boolean;
 }
 
@@ -210,6 +234,13 @@ function batchNormTrainingGradient(dys: Array<tf.Tensor | null>, saved: tf.Tenso
   const [x, gamma] = saved;
   const [renormMean, renormStddev] = withRenorm ? saved.slice(2, 4) : [null, null];
   const [mean, variance, r, d] = saved.slice(withRenorm ? 4 : 2);
+  if (attrs.statisticsGradients === false) {
+    // Only y's gradient: r and d are constants in it, so μ_R and σ_R get none.
+    const [dx, dGamma, dBeta] = runKernel(BATCH_NORM_TRAINING_GRAD, {dy: dy ?? tf.zerosLike(x), x, mean, variance,
+      gamma, r, d}, {axis: attrs.axis, epsilon: attrs.epsilon});
+    return {x: () => dx, gamma: () => dGamma, beta: () => dBeta,
+      renormMean: () => tf.zerosLike(renormMean!), renormStddev: () => tf.zerosLike(renormStddev!)};
+  }
   const corrections = renormMean != null && renormStddev != null ?
     renormCorrectionGradients({mean, variance, renormMean, renormStddev},
         {mean: meanUpstream, variance: varianceUpstream, r: rUpstream, d: dUpstream}, attrs) : null;

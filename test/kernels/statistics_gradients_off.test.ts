@@ -1,9 +1,9 @@
 /**
  * batchNormTraining's `statisticsGradients: false` (the layers' path, issue 13
  * item 5): the outputs are the float64 reference's, y's gradients (x, gamma,
- * beta; r and d constant) match float64 finite differences, a gradient taken
- * through the statistics throws on wasm (composite) and is still correct on
- * cpu (fused kernel), a bad value fails early, and nothing leaks.
+ * beta; r and d constant) match float64 finite differences and those of the
+ * default call, a gradient taken through the statistics throws an error
+ * naming the option on both paths, a bad value fails early, and nothing leaks.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-layers';
@@ -75,22 +75,34 @@ for (const backend of ['cpu', 'wasm']) {
     const statisticGradient = (statistic: 'mean' | 'variance') => tf.tidy(() => values(tf.grad((x: tf.Tensor) =>
       tf.sum(batchNormTraining(x, null, null, {axis: 1, epsilon: EPS, statisticsGradients: false})[statistic]))(
         tf.tensor(randomData(12, 67), [4, 3]))));
-    if (backend === 'wasm') {
-      // (No leak check: a tf.grad that throws keeps the tensors its tape saved, tfjs's own ops' too.)
-      it('a gradient through the statistics throws: they are not recorded', () => {
-        for (const statistic of ['mean', 'variance'] as const) {
-          expect(() => statisticGradient(statistic)).toThrow(/Cannot compute gradient/);
-        }
+    // (No leak check: a tf.grad that throws keeps the tensors its tape saved, tfjs's own ops' too.)
+    it('a gradient through a statistic throws, naming the option (cpu\'s fused kernel skips them too)', () => {
+      for (const statistic of ['mean', 'variance'] as const) {
+        expect(() => statisticGradient(statistic)).toThrow(NormalizationConfigError);
+        expect(() => statisticGradient(statistic)).toThrow(
+            /batchNormTraining: a gradient was taken through a statistics output .* statisticsGradients: false/);
+      }
+      for (const statistic of ['r', 'd'] as const) {
+        const renorm = {mean: tf.zeros([3]) as tf.Tensor1D, stddev: tf.ones([3]) as tf.Tensor1D, rmin: 0.5, rmax: 2, dmax: 1};
+        expect(() => tf.tidy(() => tf.grad((x: tf.Tensor) => tf.sum(batchNormTraining(x, null, null,
+            {axis: 1, epsilon: EPS, statisticsGradients: false, renorm})[statistic]))(
+          tf.tensor(randomData(12, 67), [4, 3])))).toThrow(/statisticsGradients: false/);
+      }
+    });
+
+    it('the statistics and y\'s gradients equal those of the default call', () => {
+      const x = tf.tensor(randomData(60, 73, 0.5, 2), [4, 5, 3]);
+      const renorm = {mean: tf.fill([3], 0.4) as tf.Tensor1D, stddev: tf.fill([3], 1.7) as tf.Tensor1D,
+        rmin: 0.8, rmax: 1.2, dmax: 0.3};
+      const outputs = (statisticsGradients: boolean) => tf.tidy(() => {
+        const args = {axis: 2, epsilon: EPS, statisticsGradients, renorm};
+        const o = batchNormTraining(x, null, null, args);
+        const dx = tf.grad((xi: tf.Tensor) => tf.sum(tf.square(batchNormTraining(xi, null, null, args).y)))(x);
+        return [o.y, o.mean, o.variance, o.r, o.d, dx].map(values);
       });
-    } else {
-      it('the fused kernel still differentiates the statistics: dΣμ/dx = 1/N, dΣσ²/dx = 2(x − μ)/N', () => {
-        const xData = Array.from(randomData(12, 67));
-        const m = channelMoments(ref([4, 3], xData), 1);
-        expect(maxRelError(statisticGradient('mean'), new Array(12).fill(1 / 4))).toBeLessThan(1e-6);
-        expect(maxRelError(statisticGradient('variance'), xData.map((v, i) => 2 * (v - m.mean[i % 3]) / 4)))
-            .toBeLessThan(1e-5);
-      });
-    }
+      expect(outputs(false)).toEqual(outputs(true));
+      tf.dispose([x, renorm.mean, renorm.stddev]);
+    });
 
     it('no tensor leaks: outputs belong to the caller\'s scope, gradients free their saved tensors', () => {
       const x = tf.tensor(randomData(48, 71), [4, 3, 4]);
