@@ -26,7 +26,7 @@ export {
 } from './layers/training_hooks';
 export {
   batchNormTraining, batchNormInference, channelScaleOffset, foldScaleOffset, BatchNormTrainingArgs,
-  BatchNormTrainingResult, RenormArgs,
+  BatchNormTrainingResult, RenormArgs, ghostBatchNormTraining, GhostBatchNormArgs,
 } from './kernels';
 // The op behind GroupNormLayer; `groupNorm` is the layer factory, as `batchNorm` is.
 export {groupNorm as groupNormOp, GroupNormArgs, GroupNormResult} from './kernels';

@@ -118,7 +118,7 @@ export function batchNormTraining(
  * cpu, or tfjs's "Cannot compute gradient" elsewhere). Recorded from x, so
  * that tfjs's tape reaches it; not called when only y is differentiated.
  */
-function withoutGradient(op: string, x: tf.Tensor, statistic: tf.Tensor): tf.Tensor {
+export function withoutGradient(op: string, x: tf.Tensor, statistic: tf.Tensor): tf.Tensor {
   return tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
     value: tf.clone(args[1] as tf.Tensor),
     gradFunc: (): tf.Tensor[] => {

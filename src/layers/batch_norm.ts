@@ -21,7 +21,7 @@
  *    statistics cover the unmasked positions only, as in Keras 3; the mask
  *    must have the input's shape without the channel axis, dtype bool
  *    (../kernels/masked_moments.ts);
- *  - `virtualBatchSize`: tf.keras 2.x's ghost batch normalization (./ghost_batch.ts).
+ *  - `virtualBatchSize`: tf.keras 2.x's ghost batch normalization (../kernels/ghost_batch_norm.ts).
  *
  * Reference: S. Ioffe, C. Szegedy, "Batch Normalization: Accelerating Deep
  * Network Training by Reducing Internal Covariate Shift", ICML 2015.
@@ -32,7 +32,7 @@ import {batchNormInference, BatchNormTrainingResult, foldScaleOffset, RenormArgs
 import {checkMask, maskedBatchNormTraining, unmaskedCount} from '../kernels/masked_moments';
 import {NormalizationConfigError} from '../errors';
 import {checkBoolean, checkNumber, Identifier, Initializer, resolveInitializer, serialize} from './config';
-import {ghostBatchNormTraining, ghostValuesPerChannel} from './ghost_batch';
+import {ghostBatchNormTraining, ghostValuesPerChannel} from '../kernels/ghost_batch_norm';
 import {InferenceScaleOffset, NormalizationLayer, NormalizationLayerArgs, StatisticWeight} from './normalization_layer';
 
 export interface BatchNormLayerArgs extends NormalizationLayerArgs {

@@ -14,7 +14,7 @@
  * training batch with one value per channel follows BatchNormLayer's rule
  * (inference, every statistic and renorm_step unchanged, or the opt-in error).
  * With `virtualBatchSize`, r and d come from the ghost statistics averaged over
- * the ghost batches, as in tf.keras 2.x (./ghost_batch.ts).
+ * the ghost batches, as in tf.keras 2.x (../kernels/ghost_batch_norm.ts).
  *
  * Reference: S. Ioffe, "Batch Renormalization: Towards Reducing Minibatch
  * Dependence in Batch-Normalized Models", NeurIPS 2017.

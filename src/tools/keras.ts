@@ -105,7 +105,7 @@ export function batchNormFromKerasConfig(config: Config): BatchNormLayer {
  * axis as a list shifted past the ghost axis its build inserts at 1 (`[4]`
  * for a [B, H, W, C] input) and its weights in that broadcast shape
  * ([1, 1, 1, 1, C]; tf_keras/layers/normalization/batch_normalization.py,
- * `build`, see ../layers/ghost_batch.ts). tfjs writes weights by shape, so
+ * `build`, see ../kernels/ghost_batch_norm.ts). tfjs writes weights by shape, so
  * such a file loads only after `kerasGhostArtifacts` (run by `fromKeras` /
  * `loadKerasModel`) has rewritten it.
  */

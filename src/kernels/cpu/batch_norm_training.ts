@@ -1,11 +1,15 @@
 /**
- * Fused cpu BATCH_NORM_TRAINING (and BATCH_RENORM_TRAINING): per-channel mean
- * and biased variance in one float64 pass (./moments.ts), the renorm
- * corrections r and d, then y = γ·((x − μ)·r/σ + d) + β in a second pass.
+ * Fused cpu BATCH_NORM_TRAINING, BATCH_RENORM_TRAINING and
+ * GHOST_BATCH_NORM_TRAINING: mean and biased variance per channel (per ghost
+ * batch and channel with virtualBatchSize) in one float64 pass (./moments.ts),
+ * the renorm corrections r and d per channel, then
+ * y = γ·((x − μ)·r/σ + d) + β in a second pass. Ghost batches are walked in
+ * place (./layout.ts): no reshaped or transposed copy of x.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {makeCpuOutput, readCpuValues} from '../../tfjs_internals';
 import {BATCH_NORM_TRAINING, BATCH_RENORM_TRAINING} from '../batch_norm';
+import {GHOST_BATCH_NORM_TRAINING} from '../ghost_batch_norm';
 import {normalize} from './forward';
 import {layoutOf} from './layout';
 import {moments} from './moments';
@@ -14,32 +18,51 @@ const batchNormTraining: tf.KernelFunc = ({inputs, attrs, backend}) => {
   const {x, gamma} = inputs as Record<string, tf.TensorInfo>;
   const {beta, renormMean, renormStddev} = inputs as Record<string, tf.TensorInfo | undefined>;
   const {axis, epsilon, rmin, rmax, dmax} = attrs as Record<string, number>;
+  const virtualBatchSize = (attrs as Record<string, number | undefined>).virtualBatchSize;
   const xValues = readCpuValues(backend, x);
-  const layout = layoutOf(x.shape, axis);
-  const channels = layout.channels;
+  const layout = layoutOf(x.shape, axis, {virtualBatchSize});
+  const {channels, sets} = layout;
+  // Per (ghost batch, channel); one ghost batch without virtualBatchSize.
   const {mean, variance} = moments(xValues, layout);
+  // What the moving statistics follow: the averages over the ghost batches (tf.keras 2.x).
+  const meanAverage = new Float64Array(channels);
+  const varianceAverage = new Float64Array(channels);
+  for (let stat = 0; stat < sets * channels; stat++) {
+    meanAverage[stat % channels] += mean[stat] / sets;
+    varianceAverage[stat % channels] += variance[stat] / sets;
+  }
   const renorm = renormMean != null && renormStddev != null ?
     {mean: readCpuValues(backend, renormMean), stddev: readCpuValues(backend, renormStddev)} : null;
   const r = new Float64Array(channels).fill(1);
   const d = new Float64Array(channels);
-  const rOverStd = new Float64Array(channels);
-  for (let c = 0; c < channels; c++) {
-    const std = Math.sqrt(variance[c] + epsilon);
-    if (renorm != null) {
+  if (renorm != null) {
+    for (let c = 0; c < channels; c++) {
       const s = Math.max(renorm.stddev[c], Math.sqrt(epsilon));
-      r[c] = Math.min(Math.max(std / s, rmin), rmax);
-      d[c] = Math.min(Math.max((mean[c] - renorm.mean[c]) / s, -dmax), dmax);
+      r[c] = Math.min(Math.max(Math.sqrt(varianceAverage[c] + epsilon) / s, rmin), rmax);
+      d[c] = Math.min(Math.max((meanAverage[c] - renorm.mean[c]) / s, -dmax), dmax);
     }
-    rOverStd[c] = r[c] / std;
   }
-  const y = normalize(xValues, layout, {mean, factor: rOverStd, bias: d}, readCpuValues(backend, gamma),
+  const factor = new Float64Array(sets * channels);
+  const bias = new Float64Array(sets * channels);
+  for (let stat = 0; stat < sets * channels; stat++) {
+    factor[stat] = r[stat % channels] / Math.sqrt(variance[stat] + epsilon);
+    bias[stat] = d[stat % channels];
+  }
+  const y = normalize(xValues, layout, {mean, factor, bias}, readCpuValues(backend, gamma),
       beta == null ? null : readCpuValues(backend, beta));
-  return [makeCpuOutput(backend, x.shape, y), makeCpuOutput(backend, [channels], mean),
-    makeCpuOutput(backend, [channels], variance), makeCpuOutput(backend, [channels], r),
-    makeCpuOutput(backend, [channels], d)];
+  const perChannel = (values: Float64Array) => makeCpuOutput(backend, [channels], values);
+  const outputs = [makeCpuOutput(backend, x.shape, y), perChannel(meanAverage), perChannel(varianceAverage),
+    perChannel(r), perChannel(d)];
+  // The ghost kernel also returns the statistics of each ghost batch, which its backward needs.
+  if (virtualBatchSize != null) {
+    outputs.push(makeCpuOutput(backend, [sets * channels], mean), makeCpuOutput(backend, [sets * channels], variance));
+  }
+  return outputs;
 };
 
 export const batchNormTrainingConfig: tf.KernelConfig =
     {kernelName: BATCH_NORM_TRAINING, backendName: 'cpu', kernelFunc: batchNormTraining};
 export const batchRenormTrainingConfig: tf.KernelConfig =
     {kernelName: BATCH_RENORM_TRAINING, backendName: 'cpu', kernelFunc: batchNormTraining};
+export const ghostBatchNormTrainingConfig: tf.KernelConfig =
+    {kernelName: GHOST_BATCH_NORM_TRAINING, backendName: 'cpu', kernelFunc: batchNormTraining};

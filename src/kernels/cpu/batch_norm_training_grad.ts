@@ -1,7 +1,8 @@
 /**
  * Fused cpu BATCH_NORM_TRAINING_GRAD in two passes (./gradient.ts):
  * dx = γr/σ·(dy − mean(dy) − x̂·mean(dy·x̂)) plus the statistics' upstream
- * gradients (meanGrad, varianceGrad, optional), dγ = Σ dy·(x̂·r + d), dβ = Σ dy.
+ * gradients (meanGrad, varianceGrad, optional), dγ = Σ dy·(x̂·r + d), dβ = Σ dy;
+ * with virtualBatchSize, μ and σ² per (ghost batch, channel) and r, d per channel.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {makeCpuOutput, readCpuValues} from '../../tfjs_internals';
@@ -16,6 +17,7 @@ export const batchNormTrainingGradConfig: tf.KernelConfig = {
     const {dy, x, mean, variance, gamma, r, d} = inputs as Record<string, tf.TensorInfo>;
     const {meanGrad, varianceGrad} = inputs as Record<string, tf.TensorInfo | undefined>;
     const {axis, epsilon} = attrs as Record<string, number>;
+    const virtualBatchSize = (attrs as Record<string, number | undefined>).virtualBatchSize;
     const read = (t: tf.TensorInfo | undefined) => t == null ? null : readCpuValues(backend, t);
     const rValues = readCpuValues(backend, r);
     const dValues = readCpuValues(backend, d);
@@ -23,7 +25,7 @@ export const batchNormTrainingGradConfig: tf.KernelConfig = {
       dy: readCpuValues(backend, dy), x: readCpuValues(backend, x), mean: readCpuValues(backend, mean),
       variance: readCpuValues(backend, variance), gamma: readCpuValues(backend, gamma), r: rValues,
       meanGrad: read(meanGrad), varianceGrad: read(varianceGrad),
-    }, layoutOf(x.shape, axis), epsilon);
+    }, layoutOf(x.shape, axis, {virtualBatchSize}), epsilon);
     const dGamma = channelDyXhat.map((sum, c) => sum * rValues[c] + channelDy[c] * dValues[c]);
     const channels = [rValues.length];
     return [makeCpuOutput(backend, x.shape, dx), makeCpuOutput(backend, channels, dGamma),

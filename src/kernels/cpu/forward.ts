@@ -4,19 +4,22 @@
  * rows × channels × inner values) with coefficients folded per channel for
  * it, so the scratch is per channel and each pass reads x once.
  */
-import {Layout, sampleSize} from './layout';
+import {firstStatistic, Layout, sampleSize} from './layout';
 
-/** out = x·scale[c] + offset[c] over one sample's block starting at `start`. */
+/**
+ * out = x·scale[k + c] + offset[k + c] over one sample's block starting at
+ * `start`, k = `coefficientStart` (where the sample's set begins in scale and offset).
+ */
 export function scaleOffsetPass(x: Float32Array, out: Float32Array, start: number, layout: Layout,
-    scale: Float64Array, offset: Float64Array): void {
+    scale: Float64Array, offset: Float64Array, coefficientStart = 0): void {
   const {rows, channels, inner} = layout;
   let i = start;
   for (let row = 0; row < rows; row++) {
     if (inner === 1) {
-      for (let c = 0; c < channels; c++, i++) out[i] = x[i] * scale[c] + offset[c];
+      for (let c = 0, k = coefficientStart; c < channels; c++, i++, k++) out[i] = x[i] * scale[k] + offset[k];
       continue;
     }
-    for (let c = 0; c < channels; c++) {
+    for (let c = coefficientStart; c < coefficientStart + channels; c++) {
       // Hoisted: V8 would reload them for every value.
       const channelScale = scale[c];
       const channelOffset = offset[c];
@@ -41,7 +44,7 @@ export function channelScaleOffset(x: Float32Array, layout: Layout, scale: Float
 }
 
 /**
- * Per-(sample, group) coefficients of a normalization: y = γ_c·((x − mean)·factor + bias) + β_c.
+ * Per-(set, group) coefficients of a normalization: y = γ_c·((x − mean)·factor + bias) + β_c.
  * Batch norm: factor = r/√(σ²+ε), bias = d. Group norm: factor = 1/√(σ²+ε), no bias.
  */
 export interface NormalizeCoefficients {
@@ -51,7 +54,7 @@ export interface NormalizeCoefficients {
   bias: Float64Array | null;
 }
 
-/** y = γ_c·((x − mean)·factor + bias) + β_c per (sample, group), γ and β per channel (β null is 0). */
+/** y = γ_c·((x − mean)·factor + bias) + β_c per (set, group), γ and β per channel (β null is 0). */
 export function normalize(x: Float32Array, layout: Layout, coefficients: NormalizeCoefficients,
     gamma: Float32Array, beta: Float32Array | null): Float32Array {
   const {samples, rows, channels, inner, groups, groupSize} = layout;
@@ -59,10 +62,12 @@ export function normalize(x: Float32Array, layout: Layout, coefficients: Normali
   const out = new Float32Array(x.length);
   // Zeros for a null β, so that the loops below do not branch per value.
   const betaValues = beta ?? new Float32Array(channels);
-  if (rows * inner === 1) {
-    // One value per (sample, channel), as in a [N, C] input: no coefficients worth folding.
+  if (rows * inner === 1 && layout.sets === samples) {
+    // One value per (sample, channel), as in a [N, C] input, and statistics per sample: no coefficients
+    // worth folding.
     for (let sample = 0, i = 0; sample < samples; sample++) {
-      for (let stat = sample * groups, c = 0; stat < (sample + 1) * groups; stat++) {
+      const first = firstStatistic(layout, sample);
+      for (let stat = first, c = 0; stat < first + groups; stat++) {
         // Hoisted: V8 would reload them for every value.
         const statMean = mean[stat];
         const statFactor = factor[stat];
@@ -74,17 +79,28 @@ export function normalize(x: Float32Array, layout: Layout, coefficients: Normali
     }
     return out;
   }
-  const scale = new Float64Array(channels);
-  const offset = new Float64Array(channels);
-  for (let sample = 0; sample < samples; sample++) {
-    for (let stat = sample * groups, c = 0; stat < (sample + 1) * groups; stat++) {
+  // Folded per (set, channel): y = x·scale + offset. Group norm's sets (one per sample) are folded
+  // in turn, as each sample is walked; shared sets (batch norm's one, ghost batches) all first.
+  const foldPerSample = layout.sets === samples && samples > 1;
+  const slots = foldPerSample ? 1 : layout.sets;
+  const scale = new Float64Array(slots * channels);
+  const offset = new Float64Array(slots * channels);
+  const fold = (sample: number, slot: number) => {
+    const first = firstStatistic(layout, sample);
+    for (let stat = first, c = 0, k = slot * channels; stat < first + groups; stat++) {
       const statBias = bias == null ? 0 : bias[stat];
-      for (const end = c + groupSize; c < end; c++) {
-        scale[c] = gamma[c] * factor[stat];
-        offset[c] = betaValues[c] + gamma[c] * statBias - mean[stat] * scale[c];
+      for (const end = c + groupSize; c < end; c++, k++) {
+        scale[k] = gamma[c] * factor[stat];
+        offset[k] = betaValues[c] + gamma[c] * statBias - mean[stat] * scale[k];
       }
     }
-    scaleOffsetPass(x, out, sample * sampleSize(layout), layout, scale, offset);
+  };
+  // Sample `slot` is the first of its set.
+  if (!foldPerSample) for (let slot = 0; slot < slots; slot++) fold(slot, slot);
+  for (let sample = 0; sample < samples; sample++) {
+    if (foldPerSample) fold(sample, 0);
+    const slot = foldPerSample ? 0 : sample % slots;
+    scaleOffsetPass(x, out, sample * sampleSize(layout), layout, scale, offset, slot * channels);
   }
   return out;
 }

@@ -17,7 +17,7 @@ export const groupNormConfig: tf.KernelConfig = {
     const {beta} = inputs as Record<string, tf.TensorInfo | undefined>;
     const {axis, groups, epsilon} = attrs as Record<string, number>;
     const xValues = readCpuValues(backend, x);
-    const layout = layoutOf(x.shape, axis, groups);
+    const layout = layoutOf(x.shape, axis, {groups});
     const {mean, variance} = moments(xValues, layout);
     const invStd = new Float64Array(variance.length);
     for (let stat = 0; stat < invStd.length; stat++) invStd[stat] = 1 / Math.sqrt(variance[stat] + epsilon);

@@ -22,7 +22,7 @@ export const groupNormGradConfig: tf.KernelConfig = {
       dy: readCpuValues(backend, dy), x: readCpuValues(backend, x), mean: readCpuValues(backend, mean),
       variance: readCpuValues(backend, variance), gamma: readCpuValues(backend, gamma), r: null,
       meanGrad: read(meanGrad), varianceGrad: read(varianceGrad),
-    }, layoutOf(x.shape, axis, groups), epsilon);
+    }, layoutOf(x.shape, axis, {groups}), epsilon);
     const channels = [channelDy.length];
     return [makeCpuOutput(backend, x.shape, dx), makeCpuOutput(backend, channels, channelDyXhat),
       makeCpuOutput(backend, channels, channelDy)];

@@ -7,13 +7,13 @@
  * storage through ../../tfjs_internals.ts.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {batchNormTrainingConfig, batchRenormTrainingConfig} from './batch_norm_training';
+import {batchNormTrainingConfig, batchRenormTrainingConfig, ghostBatchNormTrainingConfig} from './batch_norm_training';
 import {batchNormTrainingGradConfig} from './batch_norm_training_grad';
 import {channelScaleOffsetConfig} from './channel_scale_offset';
 import {groupNormConfig} from './group_norm';
 import {groupNormGradConfig} from './group_norm_grad';
 
-for (const config of [batchNormTrainingConfig, batchRenormTrainingConfig, batchNormTrainingGradConfig,
+for (const config of [batchNormTrainingConfig, batchRenormTrainingConfig, ghostBatchNormTrainingConfig, batchNormTrainingGradConfig,
   channelScaleOffsetConfig, groupNormConfig, groupNormGradConfig]) {
   tf.registerKernel(config);
 }

@@ -1,10 +1,13 @@
 /**
  * How the fused cpu kernels walk a tensor: the [outer, channels, inner] view
  * (../view.ts) with outer split into samples × rows, and statistics kept per
- * (sample, group), index `stat = sample·groups + groupOf[channel]`. Batch norm
- * has one sample and one channel per group; group norm N samples and C/G
- * consecutive channels per group. The values of one (sample, row, channel) are
- * a contiguous run of `inner` (one value for channels-last), so no loop divides.
+ * (set, group), index `stat = (sample mod sets)·groups + groupOf[channel]`.
+ * Batch norm has one sample (the whole batch), one set and one channel per
+ * group; group norm N samples, each its own set, and C/G consecutive channels
+ * per group; ghost batch norm N samples in N/v sets (sample i belongs to ghost
+ * batch i mod N/v, as tf.keras reshapes [N, ...] to [v, N/v, ...]) and one
+ * channel per group. The values of one (sample, row, channel) are a contiguous
+ * run of `inner` (one value for channels-last), so no loop divides.
  */
 import {channelView} from '../view';
 
@@ -14,6 +17,8 @@ export interface Layout {
   rows: number;
   channels: number;
   inner: number;
+  /** Samples sharing statistics are those equal modulo `sets`; sets divides samples. */
+  sets: number;
   groups: number;
   /** Channels per group: channels / groups. */
   groupSize: number;
@@ -21,23 +26,38 @@ export interface Layout {
   groupOf: Int32Array;
 }
 
-/** Layout of `shape` with channel axis `axis` (non-negative); `groups` splits it by sample and channel group. */
-export function layoutOf(shape: readonly number[], axis: number, groups?: number): Layout {
+export interface LayoutOptions {
+  /** Group norm: statistics per (sample, group of C/groups channels). */
+  groups?: number;
+  /** Ghost batch norm: statistics per (ghost batch, channel), N/v ghost batches. */
+  virtualBatchSize?: number;
+}
+
+/** Layout of `shape` with channel axis `axis` (non-negative); without options, batch norm's. */
+export function layoutOf(shape: readonly number[], axis: number, options: LayoutOptions = {}): Layout {
   const {outer, channels, inner} = channelView(shape, axis);
-  const samples = groups == null ? 1 : shape[0];
+  const {groups, virtualBatchSize} = options;
+  const perSample = groups != null || virtualBatchSize != null;
+  const samples = perSample ? shape[0] : 1;
+  const sets = virtualBatchSize != null ? samples / virtualBatchSize : samples;
   const groupCount = groups ?? channels;
   const groupSize = channels / groupCount;
   const groupOf = new Int32Array(channels);
   for (let c = 0; c < channels; c++) groupOf[c] = Math.floor(c / groupSize);
-  return {samples, rows: outer / samples, channels, inner, groups: groupCount, groupSize, groupOf};
+  return {samples, rows: outer / samples, channels, inner, sets, groups: groupCount, groupSize, groupOf};
 }
 
-/** Values behind each (sample, group) statistic. */
+/** Values behind each (set, group) statistic. */
 export function valuesPerStatistic(layout: Layout): number {
-  return layout.rows * layout.inner * layout.groupSize;
+  return (layout.samples / layout.sets) * layout.rows * layout.inner * layout.groupSize;
 }
 
 /** Values in one sample's contiguous block. */
 export function sampleSize(layout: Layout): number {
   return layout.rows * layout.channels * layout.inner;
+}
+
+/** Index of the first statistic of `sample`'s set. */
+export function firstStatistic(layout: Layout, sample: number): number {
+  return (sample % layout.sets) * layout.groups;
 }

@@ -1,9 +1,9 @@
 /**
- * Mean and biased variance per (sample, group) in float64, the precision
+ * Mean and biased variance per (set, group) in float64 (./layout.ts), the precision
  * contract of the fused cpu kernels and of recalibrateStatistics: accurate
  * (to float64 rounding of float32 inputs) even when the mean dwarfs the spread.
  */
-import {Layout, sampleSize, valuesPerStatistic} from './layout';
+import {firstStatistic, Layout, sampleSize, valuesPerStatistic} from './layout';
 
 export interface Moments {
   mean: Float64Array;
@@ -21,17 +21,27 @@ const BLOCK = 8192;
  * a few σ, not |μ|.
  */
 export function moments(x: Float32Array, layout: Layout): Moments {
-  const {samples, rows, channels, inner, groups, groupSize, groupOf} = layout;
-  const statistics = samples * groups;
+  const {samples, rows, channels, inner, sets, groups, groupSize, groupOf} = layout;
+  const statistics = sets * groups;
   const shift = new Float64Array(statistics);
-  for (let sample = 0; sample < samples; sample++) {
+  // Sample `set` is the first of its set.
+  for (let set = 0; set < sets; set++) {
     for (let group = 0; group < groups; group++) {
-      shift[sample * groups + group] = x[sample * sampleSize(layout) + group * groupSize * inner];
+      shift[set * groups + group] = x[set * sampleSize(layout) + group * groupSize * inner];
     }
   }
   const sum = new Float64Array(statistics);
   const sumSquares = new Float64Array(statistics);
-  if (inner === 1 && rows > 1) {
+  if (rows * inner === 1 && groupSize === 1) {
+    // One value per (sample, channel) and statistic, as in ghost batches of a [N, C] input: value by value.
+    for (let sample = 0, i = 0; sample < samples; sample++) {
+      for (let stat = firstStatistic(layout, sample), end = stat + channels; stat < end; stat++, i++) {
+        const centered = x[i] - shift[stat];
+        sum[stat] += centered;
+        sumSquares[stat] += centered * centered;
+      }
+    }
+  } else if (inner === 1 && rows > 1) {
     // Channels-last: one channel at a time down a cache-sized block of rows,
     // so the sums stay in registers (row by row they would live in memory).
     const blockRows = Math.max(1, Math.floor(BLOCK / channels));
@@ -39,8 +49,9 @@ export function moments(x: Float32Array, layout: Layout): Moments {
       const sampleEnd = (sample + 1) * rows * channels;
       for (let start = sample * rows * channels; start < sampleEnd; start += blockRows * channels) {
         const end = Math.min(sampleEnd, start + blockRows * channels);
+        const first = firstStatistic(layout, sample);
         for (let c = 0; c < channels; c++) {
-          const stat = sample * groups + groupOf[c];
+          const stat = first + groupOf[c];
           addShiftedSums(x, start + c, end, channels, shift[stat], sum, sumSquares, stat);
         }
       }
@@ -49,8 +60,9 @@ export function moments(x: Float32Array, layout: Layout): Moments {
     // Otherwise a group's values in one row are one contiguous run: its channels times inner.
     const run = groupSize * inner;
     for (let sample = 0, i = 0; sample < samples; sample++) {
+      const first = firstStatistic(layout, sample);
       for (let row = 0; row < rows; row++) {
-        for (let stat = sample * groups; stat < (sample + 1) * groups; stat++, i += run) {
+        for (let stat = first; stat < first + groups; stat++, i += run) {
           addShiftedSums(x, i, i + run, 1, shift[stat], sum, sumSquares, stat);
         }
       }
