@@ -19,6 +19,8 @@
  * full-size temporaries are disposed as soon as used.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import {NormalizationConfigError} from '../errors';
+import {withoutGradient} from './batch_norm';
 import {checkChannelInput, checkChannelVector} from './checks';
 import {meanPerSampleChannel, recordedReduction, sumPerSampleChannel} from './reduce';
 import {defineComposite, runKernel} from './registry';
@@ -32,6 +34,14 @@ export interface GroupNormArgs {
   /** Number of groups G, or -1 for one group per channel. */
   groups: number;
   epsilon: number;
+  /**
+   * Whether the mean and variance outputs carry gradients. Default true.
+   * false, for callers that only need y (GroupNormLayer): the backward does
+   * only y's work (off cpu, x is saved once instead of twice), and a gradient
+   * taken through a statistic throws a NormalizationConfigError naming this
+   * option; y's gradients are the same.
+   */
+  statisticsGradients?: boolean;
 }
 
 export interface GroupNormResult {
@@ -74,17 +84,28 @@ export function groupNorm(x: tf.Tensor, gamma: tf.Tensor1D | null, beta: tf.Tens
     throw new Error(`groupNorm: groups must be a positive integer or -1; received ${args.groups}.`);
   }
   const groups = resolveGroups(op, args.groups, x.shape[axis]);
+  const statisticsGradients = args.statisticsGradients ?? true;
+  if (typeof statisticsGradients !== 'boolean') {
+    throw new NormalizationConfigError(op, 'statisticsGradients', statisticsGradients,
+        `${op}: statisticsGradients must be true or false; received ${String(statisticsGradients)}.`);
+  }
   // The gradient saves gamma, so the kernel always gets one (ones when scale is off).
   const scale = gamma ?? tf.ones([x.shape[axis]]);
-  const [y, mean, variance] = runKernel(GROUP_NORM, {x, gamma: scale, beta}, {axis, groups, epsilon: args.epsilon});
+  const [y, mean, variance] = runKernel(GROUP_NORM, {x, gamma: scale, beta},
+      {axis, groups, epsilon: args.epsilon, statisticsGradients});
   if (gamma == null) scale.dispose();
-  return {y, mean, variance} as GroupNormResult;
+  if (statisticsGradients) return {y, mean, variance} as GroupNormResult;
+  const [meanOut, varianceOut] = [mean, variance].map((t) => withoutGradient(op, x, t));
+  tf.dispose([mean, variance]);
+  return {y, mean: meanOut, variance: varianceOut} as GroupNormResult;
 }
 
 interface Attrs {
   axis: number;
   groups: number;
   epsilon: number;
+  /** false: the statistics' upstream gradients are ignored, and the composite computes them unrecorded. */
+  statisticsGradients?: boolean;
 }
 
 /**
@@ -149,58 +170,72 @@ tf.registerGradient({
   gradFunc: (dys, saved, attrs) => {
     const [dy, meanGrad, varianceGrad] = dys as Array<tf.Tensor | null>;
     const [x, gamma, mean, variance] = saved;
+    const {axis, groups, epsilon, statisticsGradients} = attrs as unknown as Attrs;
+    const withStatistics = statisticsGradients !== false;
     const [dx, dGamma, dBeta] = runKernel(GROUP_NORM_GRAD, {
       // Only the statistics may be used: y's upstream gradient is then 0.
-      dy: dy ?? tf.zerosLike(x), x, mean, variance, gamma, meanGrad, varianceGrad,
-    }, attrs as unknown as Record<string, unknown>);
+      dy: dy ?? tf.zerosLike(x), x, mean, variance, gamma,
+      meanGrad: withStatistics ? meanGrad : null, varianceGrad: withStatistics ? varianceGrad : null,
+    }, {axis, groups, epsilon});
     return {x: () => dx, gamma: () => dGamma, beta: () => dBeta};
   },
 });
 
 defineComposite(GROUP_NORM, (inputs, attrs) => {
   const {x, gamma, beta} = inputs;
-  const {axis, groups, epsilon} = attrs as unknown as Attrs;
+  const {axis, groups, epsilon, statisticsGradients} = attrs as unknown as Attrs;
   const {view, positions, channelMean, groupMean, spread, affine} = groupOps(x.shape, axis, groups);
   const count = positions * x.shape[axis] / groups;
   // The backward passes spread [N, G] values with ones of their own: these are gone by then.
   const spreadLater = (t: tf.Tensor) => groupOps(x.shape, axis, groups).spread(t);
   const groupMeanOf = recordedReduction((t) => groupMean(channelMean(t)),
       (dy) => tf.broadcastTo(tf.div(spreadLater(dy), count), view));
-  // The statistics, as differentiable tfjs ops: autodiff gives their gradients.
-  const xv = tf.reshape(x, view);
-  // The mean in two steps (a shift, the first estimate, then the mean of x − shift) keeps
-  // float32 sums accurate when the mean dwarfs the spread. (Slicing out one
-  // value per group as the shift would cost more than the mean on wasm.)
-  const shift = groupMeanOf(xv);
-  const shiftSpread = spread(shift);
-  // x − shift as one recorded op that saves nothing (tfjs's Sub saves both inputs, a copy on wasm);
-  // its gradient for the spread shift sums dy over the positions of each (sample, channel).
-  const shifted = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-    const [values, center] = args as tf.Tensor[];
-    return {
-      value: tf.sub(values, center),
-      gradFunc: (dy: tf.Tensor) => [dy, tf.neg(center.shape.length === dy.shape.length && center.size === dy.size ?
-        dy : tf.reshape(sumPerSampleChannel(dy, x.shape[0], view[1], x.shape[axis], view[3]), center.shape))],
-    };
-  })(xv, shiftSpread);
-  const shiftedMean = groupMeanOf(shifted);
-  // The shift is off by float32 summation error only, a small fraction of σ
-  // unless |μ|/σ nears 1/ε(float32), so shiftedMean² is negligible against
-  // mean(shifted²) and var = mean(shifted²) − shiftedMean² cancels nothing: one
-  // pass with a same-shape square instead of a broadcast difference.
-  // (relu: rounding could take a constant group's variance just below 0.)
-  const meanSquare = recordedReduction((t) => groupMean(channelMean(tf.square(t))),
-      (dy, [xSaved, shiftSaved]) => tf.mul(tf.sub(xSaved, shiftSaved), tf.mul(spreadLater(dy), 2 / count)),
-      [xv, shiftSpread]);
-  const variance = tf.relu(tf.sub(meanSquare(shifted), tf.square(shiftedMean)));
-  const mean = tf.add(shift, shiftedMean);
+  // The statistics, as differentiable tfjs ops: autodiff gives their gradients where the tape records them.
+  const statisticsOf = (input: tf.Tensor) => {
+    const xv = tf.reshape(input, view);
+    // The mean in two steps (a shift, the first estimate, then the mean of x − shift) keeps
+    // float32 sums accurate when the mean dwarfs the spread. (Slicing out one
+    // value per group as the shift would cost more than the mean on wasm.)
+    const shift = groupMeanOf(xv);
+    const shiftSpread = spread(shift);
+    // x − shift as one recorded op that saves nothing (tfjs's Sub saves both inputs, a copy on wasm);
+    // its gradient for the spread shift sums dy over the positions of each (sample, channel).
+    const shifted = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+      const [values, center] = args as tf.Tensor[];
+      return {
+        value: tf.sub(values, center),
+        gradFunc: (dy: tf.Tensor) => [dy, tf.neg(center.shape.length === dy.shape.length && center.size === dy.size ?
+          dy : tf.reshape(sumPerSampleChannel(dy, x.shape[0], view[1], x.shape[axis], view[3]), center.shape))],
+      };
+    })(xv, shiftSpread);
+    const shiftedMean = groupMeanOf(shifted);
+    // The shift is off by float32 summation error only, a small fraction of σ
+    // unless |μ|/σ nears 1/ε(float32), so shiftedMean² is negligible against
+    // mean(shifted²) and var = mean(shifted²) − shiftedMean² cancels nothing: one
+    // pass with a same-shape square instead of a broadcast difference.
+    // (relu: rounding could take a constant group's variance just below 0.)
+    const meanSquare = recordedReduction((t) => groupMean(channelMean(tf.square(t))),
+        (dy, [xSaved, shiftSaved]) => tf.mul(tf.sub(xSaved, shiftSaved), tf.mul(spreadLater(dy), 2 / count)),
+        [xv, shiftSpread]);
+    const variance = tf.relu(tf.sub(meanSquare(shifted), tf.square(shiftedMean)));
+    return {shifted, shiftedMean, mean: tf.add(shift, shiftedMean), variance};
+  };
+  // Recorded on the tape before y, or, without their gradients, computed inside y's
+  // forward, where nothing is recorded and only y's backward saves x.
+  const recorded = statisticsGradients === false ? null : statisticsOf(x);
+  let unrecorded: {mean: tf.Tensor; variance: tf.Tensor} | null = null;
   // y = (x − μ)·γ/σ + β = (shifted − shiftedMean)·(1/σ)·γ + β, with the hand-written backward.
   const normalize = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const save = args.pop() as tf.GradSaveFunc;
     const [xIn, gammaIn, betaIn] = args as tf.Tensor[];
+    const {shifted, shiftedMean, mean, variance} = recorded ?? statisticsOf(xIn);
     save([xIn, gammaIn, mean, variance]);
     const value = tf.tidy(() =>
       tf.reshape(affine(shifted, shiftedMean, tf.rsqrt(tf.add(variance, epsilon)), gammaIn, betaIn), x.shape));
+    if (recorded == null) {
+      // The forward's scope disposes all but its value: keep the statistics out of it (released below).
+      unrecorded = {mean: tf.keep(mean), variance: tf.keep(variance)};
+    }
     const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const [xSaved, gammaSaved, meanSaved, varianceSaved] = saved;
       const grads = compositeGroupNormGrad(
@@ -210,9 +245,16 @@ defineComposite(GROUP_NORM, (inputs, attrs) => {
     return {value, gradFunc};
   });
   const y = beta == null ? normalize(x, gamma) : normalize(x, gamma, beta);
-  // Full-size temporaries are disposed as soon as they are used.
-  shifted.dispose();
-  return [y, mean, variance];
+  if (recorded != null) {
+    // Full-size temporaries are disposed as soon as they are used.
+    recorded.shifted.dispose();
+    return [y, recorded.mean, recorded.variance];
+  }
+  // Clones share the data and belong to this scope; the kept originals are then released.
+  const {mean, variance} = unrecorded!;
+  const outputs = [tf.clone(mean), tf.clone(variance)];
+  tf.dispose([mean, variance]);
+  return [y, ...outputs];
 });
 
 function compositeGroupNormGrad(inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMap): tf.Tensor[] {

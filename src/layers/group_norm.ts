@@ -83,7 +83,8 @@ export class GroupNormLayer extends NormalizationLayer {
   protected override normalize(x: tf.Tensor): tf.Tensor {
     this.checkValuesPerGroup(x.shape);
     return groupNorm(x, this.gammaValue(), this.betaValue(),
-        {axis: this.channelAxis, groups: this.groupCount, epsilon: this.epsilon}).y;
+        // Only y is used: nothing differentiates the statistics.
+        {axis: this.channelAxis, groups: this.groupCount, epsilon: this.epsilon, statisticsGradients: false}).y;
   }
 
   override getConfig(): tf.serialization.ConfigDict {

@@ -3,11 +3,12 @@
  * item 5): the outputs are the float64 reference's, y's gradients (x, gamma,
  * beta; r and d constant) match float64 finite differences and those of the
  * default call, a gradient taken through the statistics throws an error
- * naming the option on both paths, a bad value fails early, and nothing leaks.
+ * naming the option on both paths, a bad value fails early, and nothing leaks;
+ * the same for the groupNorm op (GroupNormLayer's path).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-layers';
-import {batchNormTraining, NormalizationConfigError} from '../../src';
+import {batchNormTraining, groupNormOp as groupNorm, NormalizationConfigError} from '../../src';
 import {useBackend} from '../helpers/backends';
 import {channelMoments, channelOf, maxRelError, normalizeRef, randomData, ref} from '../helpers/reference';
 import {centralDifferences, weightedSum} from '../helpers/variant_reference';
@@ -130,6 +131,56 @@ for (const backend of ['cpu', 'wasm']) {
           {axis: 1, epsilon: EPS, statisticsGradients: 'no' as unknown as boolean});
       expect(call).toThrow(NormalizationConfigError);
       expect(call).toThrow(/batchNormTraining: statisticsGradients must be true or false; received no/);
+      expect(tf.memory().numTensors).toBe(before);
+      x.dispose();
+    });
+  });
+}
+
+for (const backend of ['cpu', 'wasm']) {
+  describe(`groupNorm with statisticsGradients: false (GroupNormLayer's path) on ${backend}`, () => {
+    useBackend(backend);
+    const shape = [3, 4, 2, 6];
+    const xData = randomData(size(shape), 83, 1, 2);
+    const wy = randomData(size(shape), 89);
+    const args = (statisticsGradients: boolean) => ({axis: -1, groups: 3, epsilon: 1e-3, statisticsGradients});
+
+    it('outputs and y\'s gradients equal those of the default call (which the float64 tests above check)', () => {
+      const run = (statisticsGradients: boolean) => tf.tidy(() => {
+        const x = tf.tensor(xData, shape);
+        const gamma = tf.tensor1d(randomData(6, 97, 1, 0.3));
+        const beta = tf.tensor1d(randomData(6, 101));
+        const o = groupNorm(x, gamma as tf.Tensor1D, beta as tf.Tensor1D, args(statisticsGradients));
+        const grads = tf.grads((xi: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(
+            groupNorm(xi, g as tf.Tensor1D, b as tf.Tensor1D, args(statisticsGradients)).y, tf.tensor(wy, shape))))(
+          [x, gamma, beta]);
+        return [o.y, o.mean, o.variance, ...grads].map((t) => Array.from(t.dataSync()));
+      });
+      expect(run(false)).toEqual(run(true));
+    });
+
+    it('a gradient through the mean or variance throws, naming the option', () => {
+      const x = tf.tensor(xData, shape);
+      for (const statistic of ['mean', 'variance'] as const) {
+        expect(() => tf.tidy(() => tf.grad((xi: tf.Tensor) =>
+          tf.sum(groupNorm(xi, null, null, args(false))[statistic]))(x)))
+            .toThrow(/groupNorm: a gradient was taken through a statistics output .* statisticsGradients: false/);
+      }
+      x.dispose();
+    });
+
+    it('no tensor leaks, and a value other than true or false fails early', () => {
+      const x = tf.tensor(xData, shape);
+      const before = tf.memory().numTensors;
+      for (let i = 0; i < 3; i++) {
+        tf.tidy(() => { tf.grad((xi: tf.Tensor) => tf.sum(groupNorm(xi, null, null, args(false)).y))(x); });
+        const out = groupNorm(x, null, null, args(false));
+        expect(tf.memory().numTensors).toBe(before + 3);
+        tf.dispose([out.y, out.mean, out.variance]);
+      }
+      expect(tf.memory().numTensors).toBe(before);
+      expect(() => groupNorm(x, null, null, {...args(false), statisticsGradients: 1 as unknown as boolean}))
+          .toThrow(/groupNorm: statisticsGradients must be true or false; received 1/);
       expect(tf.memory().numTensors).toBe(before);
       x.dispose();
     });
