@@ -11,7 +11,7 @@ import {makeCpuOutput, readCpuValues} from '../../tfjs_internals';
 import {BATCH_NORM_TRAINING, BATCH_RENORM_TRAINING} from '../batch_norm';
 import {GHOST_BATCH_NORM_TRAINING} from '../ghost_batch_norm';
 import {normalize} from './forward';
-import {layoutOf} from './layout';
+import {layoutOf, perLayoutChannel} from './layout';
 import {moments} from './moments';
 
 const batchNormTraining: tf.KernelFunc = ({inputs, attrs, backend}) => {
@@ -21,15 +21,19 @@ const batchNormTraining: tf.KernelFunc = ({inputs, attrs, backend}) => {
   const virtualBatchSize = (attrs as Record<string, number | undefined>).virtualBatchSize;
   const xValues = readCpuValues(backend, x);
   const layout = layoutOf(x.shape, axis, {virtualBatchSize});
-  const {channels, sets} = layout;
-  // Per (ghost batch, channel); one ghost batch without virtualBatchSize.
+  const channels = x.shape[axis];
+  const ghostBatches = virtualBatchSize == null ? 1 : x.shape[0] / virtualBatchSize;
+  // Per (ghost batch, channel), index ghost·C + channel; one ghost batch without virtualBatchSize.
   const {mean, variance} = moments(xValues, layout);
   // What the moving statistics follow: the averages over the ghost batches (tf.keras 2.x).
   const meanAverage = new Float64Array(channels);
   const varianceAverage = new Float64Array(channels);
-  for (let stat = 0; stat < sets * channels; stat++) {
-    meanAverage[stat % channels] += mean[stat] / sets;
-    varianceAverage[stat % channels] += variance[stat] / sets;
+  const share = 1 / ghostBatches;
+  for (let ghost = 0, stat = 0; ghost < ghostBatches; ghost++) {
+    for (let c = 0; c < channels; c++, stat++) {
+      meanAverage[c] += mean[stat] * share;
+      varianceAverage[c] += variance[stat] * share;
+    }
   }
   const renorm = renormMean != null && renormStddev != null ?
     {mean: readCpuValues(backend, renormMean), stddev: readCpuValues(backend, renormStddev)} : null;
@@ -42,20 +46,23 @@ const batchNormTraining: tf.KernelFunc = ({inputs, attrs, backend}) => {
       d[c] = Math.min(Math.max((meanAverage[c] - renorm.mean[c]) / s, -dmax), dmax);
     }
   }
-  const factor = new Float64Array(sets * channels);
-  const bias = new Float64Array(sets * channels);
-  for (let stat = 0; stat < sets * channels; stat++) {
-    factor[stat] = r[stat % channels] / Math.sqrt(variance[stat] + epsilon);
-    bias[stat] = d[stat % channels];
+  const factor = new Float64Array(ghostBatches * channels);
+  const bias = new Float64Array(ghostBatches * channels);
+  for (let ghost = 0, stat = 0; ghost < ghostBatches; ghost++) {
+    for (let c = 0; c < channels; c++, stat++) {
+      factor[stat] = r[c] / Math.sqrt(variance[stat] + epsilon);
+      bias[stat] = d[c];
+    }
   }
-  const y = normalize(xValues, layout, {mean, factor, bias}, readCpuValues(backend, gamma),
-      beta == null ? null : readCpuValues(backend, beta));
+  const y = normalize(xValues, layout, {mean, factor, bias}, perLayoutChannel(readCpuValues(backend, gamma), layout),
+      beta == null ? null : perLayoutChannel(readCpuValues(backend, beta), layout));
   const perChannel = (values: Float64Array) => makeCpuOutput(backend, [channels], values);
   const outputs = [makeCpuOutput(backend, x.shape, y), perChannel(meanAverage), perChannel(varianceAverage),
     perChannel(r), perChannel(d)];
   // The ghost kernel also returns the statistics of each ghost batch, which its backward needs.
   if (virtualBatchSize != null) {
-    outputs.push(makeCpuOutput(backend, [sets * channels], mean), makeCpuOutput(backend, [sets * channels], variance));
+    const statisticsShape = [ghostBatches * channels];
+    outputs.push(makeCpuOutput(backend, statisticsShape, mean), makeCpuOutput(backend, statisticsShape, variance));
   }
   return outputs;
 };

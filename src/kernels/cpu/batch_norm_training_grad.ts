@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import {makeCpuOutput, readCpuValues} from '../../tfjs_internals';
 import {BATCH_NORM_TRAINING_GRAD} from '../batch_norm';
 import {normalizationGradient} from './gradient';
-import {layoutOf} from './layout';
+import {layoutOf, perLayoutChannel, perTensorChannel} from './layout';
 
 export const batchNormTrainingGradConfig: tf.KernelConfig = {
   kernelName: BATCH_NORM_TRAINING_GRAD,
@@ -21,14 +21,17 @@ export const batchNormTrainingGradConfig: tf.KernelConfig = {
     const read = (t: tf.TensorInfo | undefined) => t == null ? null : readCpuValues(backend, t);
     const rValues = readCpuValues(backend, r);
     const dValues = readCpuValues(backend, d);
-    const {dx, channelDy, channelDyXhat} = normalizationGradient({
+    const layout = layoutOf(x.shape, axis, {virtualBatchSize});
+    const gradient = normalizationGradient({
       dy: readCpuValues(backend, dy), x: readCpuValues(backend, x), mean: readCpuValues(backend, mean),
-      variance: readCpuValues(backend, variance), gamma: readCpuValues(backend, gamma), r: rValues,
-      meanGrad: read(meanGrad), varianceGrad: read(varianceGrad),
-    }, layoutOf(x.shape, axis, {virtualBatchSize}), epsilon);
+      variance: readCpuValues(backend, variance), gamma: perLayoutChannel(readCpuValues(backend, gamma), layout),
+      r: perLayoutChannel(rValues, layout), meanGrad: read(meanGrad), varianceGrad: read(varianceGrad),
+    }, layout, epsilon);
+    const channelDy = perTensorChannel(gradient.channelDy, layout);
+    const channelDyXhat = perTensorChannel(gradient.channelDyXhat, layout);
     const dGamma = channelDyXhat.map((sum, c) => sum * rValues[c] + channelDy[c] * dValues[c]);
     const channels = [rValues.length];
-    return [makeCpuOutput(backend, x.shape, dx), makeCpuOutput(backend, channels, dGamma),
+    return [makeCpuOutput(backend, x.shape, gradient.dx), makeCpuOutput(backend, channels, dGamma),
       makeCpuOutput(backend, channels, channelDy)];
   },
 };

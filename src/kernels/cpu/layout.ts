@@ -24,6 +24,8 @@ export interface Layout {
   groupSize: number;
   /** The group of each channel. */
   groupOf: Int32Array;
+  /** The tensor's channel count: channel k of the layout is the tensor's channel k mod channelCycle. */
+  channelCycle: number;
 }
 
 export interface LayoutOptions {
@@ -37,6 +39,14 @@ export interface LayoutOptions {
 export function layoutOf(shape: readonly number[], axis: number, options: LayoutOptions = {}): Layout {
   const {outer, channels, inner} = channelView(shape, axis);
   const {groups, virtualBatchSize} = options;
+  if (virtualBatchSize != null && outer === shape[0]) {
+    // Ghost batches as merged channels of the free view [v, (N/v)·C, inner]: batch norm's walk.
+    const merged = (shape[0] / virtualBatchSize) * channels;
+    const groupOf = new Int32Array(merged);
+    for (let c = 0; c < merged; c++) groupOf[c] = c;
+    return {samples: 1, rows: virtualBatchSize, channels: merged, inner, sets: 1, groups: merged, groupSize: 1,
+      groupOf, channelCycle: channels};
+  }
   const perSample = groups != null || virtualBatchSize != null;
   const samples = perSample ? shape[0] : 1;
   const sets = virtualBatchSize != null ? samples / virtualBatchSize : samples;
@@ -44,7 +54,24 @@ export function layoutOf(shape: readonly number[], axis: number, options: Layout
   const groupSize = channels / groupCount;
   const groupOf = new Int32Array(channels);
   for (let c = 0; c < channels; c++) groupOf[c] = Math.floor(c / groupSize);
-  return {samples, rows: outer / samples, channels, inner, sets, groups: groupCount, groupSize, groupOf};
+  return {samples, rows: outer / samples, channels, inner, sets, groups: groupCount, groupSize, groupOf,
+    channelCycle: channels};
+}
+
+/** Per-channel values of the tensor repeated over the layout's channels (a copy only for merged ghost channels). */
+export function perLayoutChannel<T extends Float32Array | Float64Array>(values: T, layout: Layout): T {
+  if (layout.channelCycle === layout.channels) return values;
+  const out = new (values.constructor as new (length: number) => T)(layout.channels);
+  for (let c = 0; c < layout.channels; c++) out[c] = values[c % layout.channelCycle];
+  return out;
+}
+
+/** Per-layout-channel sums added up per channel of the tensor. */
+export function perTensorChannel(values: Float64Array, layout: Layout): Float64Array {
+  if (layout.channelCycle === layout.channels) return values;
+  const out = new Float64Array(layout.channelCycle);
+  for (let c = 0; c < layout.channels; c++) out[c % layout.channelCycle] += values[c];
+  return out;
 }
 
 /** Values behind each (set, group) statistic. */

@@ -13,6 +13,8 @@ export interface Moments {
 
 /** Values per block of a channels-last sample that the pass walks column by column (32 KB). */
 const BLOCK = 8192;
+/** Rows per block at least: a shorter column run would not pay for its call. */
+const MIN_BLOCK_ROWS = 8;
 
 /**
  * One pass of float64 sums of x − shift and (x − shift)², with the shift one
@@ -25,31 +27,25 @@ export function moments(x: Float32Array, layout: Layout): Moments {
   const statistics = sets * groups;
   const shift = new Float64Array(statistics);
   // Sample `set` is the first of its set.
+  const blockSize = sampleSize(layout);
   for (let set = 0; set < sets; set++) {
     for (let group = 0; group < groups; group++) {
-      shift[set * groups + group] = x[set * sampleSize(layout) + group * groupSize * inner];
+      shift[set * groups + group] = x[set * blockSize + group * groupSize * inner];
     }
   }
   const sum = new Float64Array(statistics);
   const sumSquares = new Float64Array(statistics);
-  if (rows * inner === 1 && groupSize === 1) {
-    // One value per (sample, channel) and statistic, as in ghost batches of a [N, C] input: value by value.
-    for (let sample = 0, i = 0; sample < samples; sample++) {
-      for (let stat = firstStatistic(layout, sample), end = stat + channels; stat < end; stat++, i++) {
-        const centered = x[i] - shift[stat];
-        sum[stat] += centered;
-        sumSquares[stat] += centered * centered;
-      }
-    }
-  } else if (inner === 1 && rows > 1) {
+  if (inner === 1 && rows > 1) {
     // Channels-last: one channel at a time down a cache-sized block of rows,
     // so the sums stay in registers (row by row they would live in memory).
-    const blockRows = Math.max(1, Math.floor(BLOCK / channels));
+    // Neighbouring channels share cache lines, so a block wider than the cache
+    // (ghost batches as merged channels) still keeps its rows' lines in L1.
+    const blockRows = Math.max(MIN_BLOCK_ROWS, Math.floor(BLOCK / channels));
     for (let sample = 0; sample < samples; sample++) {
       const sampleEnd = (sample + 1) * rows * channels;
+      const first = firstStatistic(layout, sample);
       for (let start = sample * rows * channels; start < sampleEnd; start += blockRows * channels) {
         const end = Math.min(sampleEnd, start + blockRows * channels);
-        const first = firstStatistic(layout, sample);
         for (let c = 0; c < channels; c++) {
           const stat = first + groupOf[c];
           addShiftedSums(x, start + c, end, channels, shift[stat], sum, sumSquares, stat);
