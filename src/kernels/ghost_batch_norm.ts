@@ -32,27 +32,22 @@
  * [-1, 1, ...rest] (line 569) and applies the moving statistics: the output
  * does not depend on v or on the batch size.
  *
- * How it runs: on cpu, a fused kernel (./cpu/batch_norm_training.ts) walks
- * x in place with statistics indexed by (sample mod B/v, channel)
- * (./cpu/layout.ts), and its backward (./cpu/gradient.ts) likewise: no
- * reshaped or transposed copy. Elsewhere the composite merges ghost batch j
- * and channel c into one channel j·C + c, so that ghost batch normalization
- * is ordinary per-channel batch normalization of x viewed as
- * [v, ..., (B/v)·C, ...] with γ and β tiled B/v times. That view is a free
- * reshape when the channel axis is 1 ([B, C] → [v, (B/v)·C]; channels-first
- * [B, C, H, W] → [v, (B/v)·C, H·W]); a channel axis after other axes
- * (channels-last [B, H, W, C]) needs the B/v axis moved next to the channels,
- * one transpose each way ([v, B/v, H·W, C] → [v, H·W, B/v, C]). With renorm,
- * r and d need the averaged statistics first: one statistics pass (through
- * tf.customGrad, so r and d are constants for the gradient), then the
- * training pass with γ·r and γ·d + β tiled as its scale and offset.
+ * How it runs, without a reshaped or transposed copy of x: on cpu, a fused
+ * kernel (./cpu/batch_norm_training.ts) walks x in place with statistics
+ * indexed by (sample mod B/v, channel) (./cpu/layout.ts), and its backward
+ * (./cpu/gradient.ts) likewise. Elsewhere the composite views x as
+ * [v, B/v, A, C, Bʹ] (a free reshape; A the axes between batch and channel,
+ * Bʹ those after) and takes each statistic as a mean per (sample, channel)
+ * over A and Bʹ, then over the v samples of each ghost batch; y and its
+ * hand-written backward broadcast the per-(ghost batch, channel) factors.
+ * r and d come from the averaged statistics inside y's forward, so they are
+ * constants for the gradient (Keras's stop_gradient).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {NormalizationShapeError} from '../errors';
-import {
-  BATCH_NORM_TRAINING_GRAD, batchNormTraining, BatchNormTrainingResult, RenormArgs, withoutGradient,
-} from './batch_norm';
+import {BATCH_NORM_TRAINING_GRAD, BatchNormTrainingResult, RenormArgs, withoutGradient} from './batch_norm';
 import {checkChannelInput, checkChannelVector} from './checks';
+import {meanPerSampleChannel, sumPerSampleChannel} from './reduce';
 import {defineComposite, runKernel} from './registry';
 
 export const GHOST_BATCH_NORM_TRAINING = 'TfjsNormalizationGhostBatchNormTraining';
@@ -159,78 +154,109 @@ tf.registerGradient({
   },
 });
 
-/** How x maps to the merged-channel view [outer, (B/v)·C, inner] (inner dropped when 1). */
-interface GhostLayout {
-  ghostBatches: number;
-  /** x reshaped to [v, B/v, ...before, C, ...after]. */
-  expanded: number[];
-  /** The permutation that moves the B/v axis next to the channel axis; null when it already is. */
-  permutation: number[] | null;
-  merged: number[];
-}
-
-function ghostLayout(shape: readonly number[], axis: number, virtualBatchSize: number): GhostLayout {
-  const ghostBatches = shape[0] / virtualBatchSize;
-  const before = shape.slice(1, axis);
-  const after = shape.slice(axis + 1);
-  const product = (dims: number[]) => dims.reduce((a, b) => a * b, 1);
-  const expanded = [virtualBatchSize, ghostBatches, ...before, shape[axis], ...after];
-  const permutation = before.length === 0 ? null :
-    [0, ...before.map((_, i) => i + 2), 1, ...Array.from({length: after.length + 1}, (_, i) => before.length + 2 + i)];
-  const merged = [virtualBatchSize * product(before), ghostBatches * shape[axis]];
-  if (after.length > 0) merged.push(product(after));
-  return {ghostBatches, expanded, permutation, merged};
-}
-
-// The composite: ordinary batch normalization over merged (ghost batch, channel) channels.
+// The composite (see the file comment): tfjs ops on the free view [v, B/v, A, C, Bʹ], with every
+// statistic a mean per (sample, channel) over A and Bʹ (./reduce.ts: pooling or a product with
+// ones), then over the v samples of each ghost batch (a product with ones).
 defineComposite(GHOST_BATCH_NORM_TRAINING, (inputs, attrs) => {
   const {x, gamma, beta, renormMean, renormStddev} = inputs;
   const {axis, epsilon, virtualBatchSize, rmin, rmax, dmax} = attrs as unknown as Attrs;
-  const layout = ghostLayout(x.shape, axis, virtualBatchSize);
-  const channels = x.shape[axis];
-  let view = tf.reshape(x, layout.expanded);
-  if (layout.permutation != null) view = tf.transpose(view, layout.permutation);
-  const permutedShape = view.shape;
-  view = tf.reshape(view, layout.merged);
-  const toInput = (merged: tf.Tensor) => {
-    let out = tf.reshape(merged, permutedShape);
-    if (layout.permutation != null) out = tf.transpose(out, inversePermutation(layout.permutation));
-    return tf.reshape(out, x.shape);
-  };
-  const tiled = (p: tf.Tensor | undefined) => p == null ? null : tf.tile(p, [layout.ghostBatches]) as tf.Tensor1D;
-  const average = (perGhost: tf.Tensor): tf.Tensor1D =>
-    tf.mean(tf.reshape(perGhost, [layout.ghostBatches, channels]), 0);
-  if (renormMean == null || renormStddev == null) {
-    const batch = batchNormTraining(view, tiled(gamma), tiled(beta), {axis: 1, epsilon, statisticsGradients: false});
-    const mean = average(batch.mean);
-    return [toInput(batch.y), mean, average(batch.variance), tf.onesLike(mean), tf.zerosLike(mean),
-      batch.mean, batch.variance];
-  }
-  // With renorm, r and d come from the statistics averaged over all ghost batches, so they are
-  // known only after a statistics pass; tf.customGrad makes them constants for the gradient
-  // (Keras's stop_gradient). Then one training pass takes γ·r and γ·d + β, tiled, as its scale
-  // and offset: y = γ·r·x̂ + γ·d + β per ghost batch, with the composite's gradient.
-  const statistics = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-    const input = args[0] as tf.Tensor;
-    const batch = batchNormTraining(input, null, null, {axis: 1, epsilon, statisticsGradients: false});
-    return {value: tf.stack([batch.mean, batch.variance]), gradFunc: () => tf.zerosLike(input)};
-  })(view);
-  const [ghostMean, ghostVariance] = tf.unstack(statistics) as [tf.Tensor1D, tf.Tensor1D];
-  const [mean, variance] = [average(ghostMean), average(ghostVariance)];
-  const s = tf.maximum(renormStddev, Math.sqrt(epsilon));
+  const ghosts = ghostView(x.shape, axis, virtualBatchSize);
+  const {perChannel} = ghosts;
   // minimum/maximum, not clipByValue: see the batch norm composite (wasm clip with limits rounding to ±0).
-  const clip = (t: tf.Tensor, lo: number, hi: number): tf.Tensor1D => tf.minimum(tf.maximum(t, lo), hi);
-  const r = clip(tf.div(tf.sqrt(tf.add(variance, epsilon)), s), rmin, rmax);
-  const d = clip(tf.div(tf.sub(mean, renormMean), s), -dmax, dmax);
-  let offset: tf.Tensor = tf.mul(gamma, d);
-  if (beta != null) offset = tf.add(offset, beta);
-  const batch = batchNormTraining(view, tiled(tf.mul(gamma, r)), tiled(offset),
-      {axis: 1, epsilon, statisticsGradients: false});
-  return [toInput(batch.y), mean, variance, r, d, ghostMean, ghostVariance];
+  const clip = (t: tf.Tensor, lo: number, hi: number) => tf.minimum(tf.maximum(t, lo), hi);
+  // The outputs, kept out of the forward's scope: averaged mean and variance, r, d, then per ghost batch.
+  let kept: tf.Tensor[] = [];
+  // y = γ·((x − μ_j)/σ_j·r + d) + β = shifted·scale + offset per (ghost batch j, channel), r and d
+  // constants (closed over, not inputs); nothing in the forward is recorded.
+  const normalize = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const save = args.pop() as tf.GradSaveFunc;
+    const [xIn, gammaIn, betaIn] = args as tf.Tensor[];
+    const xv = tf.reshape(xIn, ghosts.view);
+    // The mean in two steps (a shift, the first estimate, then the mean of x − shift) keeps
+    // float32 sums accurate when the mean dwarfs the spread; var = mean(shifted²) − shiftedMean².
+    const shift = ghosts.mean(xv);
+    const shifted = tf.sub(xv, shift);
+    const shiftedMean = ghosts.mean(shifted);
+    const meanSquare = tf.tidy(() => ghosts.mean(tf.square(shifted)));
+    const variance = tf.relu(tf.sub(meanSquare, tf.square(shiftedMean)));
+    const mean = tf.add(shift, shiftedMean);
+    const average = (t: tf.Tensor) => tf.mean(tf.reshape(t, [ghosts.count, ghosts.channels]), 0);
+    const [meanAverage, varianceAverage] = [average(mean), average(variance)];
+    let r: tf.Tensor = tf.onesLike(meanAverage);
+    let d: tf.Tensor = tf.zerosLike(meanAverage);
+    if (renormMean != null && renormStddev != null) {
+      const s = tf.maximum(renormStddev, Math.sqrt(epsilon));
+      r = clip(tf.div(tf.sqrt(tf.add(varianceAverage, epsilon)), s), rmin, rmax);
+      d = clip(tf.div(tf.sub(meanAverage, renormMean), s), -dmax, dmax);
+    }
+    const invStd = tf.rsqrt(tf.add(variance, epsilon));
+    const gain = tf.mul(perChannel(tf.mul(gammaIn, r)), invStd);
+    let offset = tf.sub(perChannel(tf.mul(gammaIn, d)), tf.mul(shiftedMean, gain));
+    if (betaIn != null) offset = tf.add(offset, perChannel(betaIn));
+    const value = tf.tidy(() => tf.reshape(tf.add(tf.mul(shifted, gain), offset), xIn.shape));
+    // Full-size temporaries are disposed as soon as they are used.
+    shifted.dispose();
+    save([xIn, gammaIn, mean, invStd, r, d]);
+    // The forward's scope disposes all but its value: keep the statistics out of it (released below).
+    kept = [meanAverage, varianceAverage, r, d, tf.reshape(mean, [-1]), tf.reshape(variance, [-1])].map(tf.keep);
+    const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [xSaved, gammaSaved, meanSaved, invStdSaved, rSaved, dSaved] = saved;
+      const dyv = tf.reshape(dy, ghosts.view);
+      const centered = tf.sub(tf.reshape(xSaved, ghosts.view), meanSaved);
+      const meanDy = ghosts.mean(dyv);
+      const meanDyCentered = tf.tidy(() => ghosts.mean(tf.mul(dyv, centered)));
+      // dx = γr/σ·(dy − mean(dy) − x̂·mean(dy·x̂)) = dy·gain + centered·centeredScale + constant per (j, c).
+      const gainSaved = tf.mul(perChannel(tf.mul(gammaSaved, rSaved)), invStdSaved);
+      const centeredScale = tf.neg(tf.mul(tf.mul(gainSaved, tf.square(invStdSaved)), meanDyCentered));
+      const constant = tf.neg(tf.mul(gainSaved, meanDy));
+      const partial = tf.tidy(() => tf.add(tf.mul(centered, centeredScale), constant));
+      centered.dispose();
+      const dx = tf.tidy(() => tf.reshape(tf.add(tf.mul(dyv, gainSaved), partial), dy.shape));
+      partial.dispose();
+      // dγ = Σ dy·(x̂·r + d), dβ = Σ dy: per-(j, c) means times their count, summed over j.
+      const overGhosts = (t: tf.Tensor) => tf.mul(tf.sum(tf.reshape(t, [ghosts.count, ghosts.channels]), 0),
+          ghosts.valuesPerStatistic);
+      const sumDy = overGhosts(meanDy);
+      const dGamma = tf.add(tf.mul(overGhosts(tf.mul(meanDyCentered, invStdSaved)), rSaved), tf.mul(sumDy, dSaved));
+      return betaIn == null ? [dx, dGamma] : [dx, dGamma, sumDy];
+    };
+    return {value, gradFunc};
+  });
+  const y = beta == null ? normalize(x, gamma) : normalize(x, gamma, beta);
+  // Clones share the data and belong to this scope; the kept originals are then released.
+  const outputs = kept.map((t) => tf.clone(t));
+  tf.dispose(kept);
+  return [y, ...outputs];
 });
 
-function inversePermutation(permutation: number[]): number[] {
-  const inverse = new Array<number>(permutation.length);
-  permutation.forEach((p, i) => { inverse[p] = i; });
-  return inverse;
+/**
+ * x viewed for the composite as [v, B/v, A, C, Bʹ] (trailing 1s dropped):
+ * `mean(t)` is the per-(ghost batch, channel) mean of a view-shaped t, shaped
+ * [1, B/v, 1, C, 1] to broadcast against it; `perChannel` shapes a [C]
+ * tensor to broadcast. With the channel axis next to the batch axis the same
+ * code sees A = 1, as a [v, B/v, 1, C, Bʹ] view.
+ */
+function ghostView(shape: readonly number[], axis: number, virtualBatchSize: number) {
+  const product = (dims: readonly number[]) => dims.reduce((p, q) => p * q, 1);
+  const count = shape[0] / virtualBatchSize;
+  const channels = shape[axis];
+  const before = product(shape.slice(1, axis));
+  const after = product(shape.slice(axis + 1));
+  const trim = (dims: number[]) => (after === 1 ? dims.slice(0, 4) : dims);
+  const samples = shape[0];
+  return {
+    count,
+    channels,
+    valuesPerStatistic: virtualBatchSize * before * after,
+    view: trim([virtualBatchSize, count, before, channels, after]),
+    perChannel: (t: tf.Tensor) => tf.reshape(t, trim([1, 1, 1, channels, 1])),
+    mean: (t: tf.Tensor) => tf.tidy(() => {
+      // (An [N, C] input holds one value per (sample, channel) already.)
+      const perSample = before * after === 1 ? t : meanPerSampleChannel(t, samples, before, channels, after);
+      // Over the v samples of each ghost batch: rows of [v, (B/v)·C], summed by a product with ones.
+      const overSamples = tf.div(sumPerSampleChannel(perSample, 1, virtualBatchSize, count * channels, 1),
+          virtualBatchSize);
+      return tf.reshape(overSamples, trim([1, count, 1, channels, 1]));
+    }),
+  };
 }

@@ -3,8 +3,9 @@
  * ghost batches in place, and the composite (wasm), against a float64
  * reference written from tf.keras 2.x's reshape ([B, ...] → [v, B/v, ...]:
  * sample i is in ghost batch i mod B/v), their gradients against finite
- * differences, the absence of a transposed copy on cpu (a step's peak bytes
- * equal plain batch norm's), its errors, and its memory.
+ * differences, the absence of a transposed copy (no Transpose kernel on either
+ * path; on cpu a step's peak bytes equal plain batch norm's), its errors, and
+ * its memory.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-layers';
@@ -114,6 +115,21 @@ for (const backend of ['cpu', 'wasm']) {
         });
       }
     }
+
+    it('a channels-last training step runs no Transpose or Tile kernel (no copy of x rearranged)', async () => {
+      const x = tf.tensor(randomData(16 * 8 * 8 * 16, 47), [16, 8, 8, 16]);
+      const dy = tf.tensor(randomData(x.size, 53), x.shape);
+      const gamma = tf.ones([16]) as tf.Tensor1D;
+      const renorm = {mean: tf.zeros([16]) as tf.Tensor1D, stddev: tf.ones([16]) as tf.Tensor1D, ...RENORM};
+      const profile = await tf.profile(() => tf.tidy(() => {
+        tf.engine().gradients(() => ghostBatchNormTraining(x, gamma, null,
+            {axis: -1, epsilon: EPS, virtualBatchSize: 4, renorm}).y, [x, gamma], dy);
+      }));
+      expect(profile.kernels.length).toBeGreaterThan(0);
+      expect(profile.kernels.filter((kernel) => /Transpose|Tile/.test(kernel.name)).map((kernel) => kernel.name))
+          .toEqual([]);
+      tf.dispose([x, dy, gamma, renorm.mean, renorm.stddev]);
+    });
 
     it('a gradient through a statistic throws: only y carries one', () => {
       const x = tf.tensor(randomData(24, 31), [4, 6]);
