@@ -19,7 +19,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {NormalizationConfigError} from '../errors';
-import {checkChannelInput, checkChannelVector} from './checks';
+import {checkChannelInput, checkChannelVector, checkEpsilon, checkOptions} from './checks';
 import {recordedReduction, sumPerSampleChannel} from './reduce';
 import {defineComposite, runKernel} from './registry';
 import {ChannelView, channelView, paramShape, viewShape} from './view';
@@ -85,6 +85,7 @@ export function batchNormTraining(
     x: tf.Tensor, gamma: tf.Tensor1D | null, beta: tf.Tensor1D | null,
     args: BatchNormTrainingArgs): BatchNormTrainingResult {
   const op = 'batchNormTraining';
+  checkOptions(op, args, 'axis, epsilon, renorm?, statisticsGradients?');
   const axis = checkChannelInput(op, x, args.axis);
   const renorm = args.renorm;
   checkChannelVector(op, 'gamma', gamma, x, axis, true);
@@ -107,27 +108,33 @@ export function batchNormTraining(
       });
   if (gamma == null) scale.dispose();
   if (statisticsGradients) return {y, mean, variance, r, d} as BatchNormTrainingResult;
-  const [meanOut, varianceOut, rOut, dOut] = [mean, variance, r, d].map((t) => withoutGradient(op, x, t));
+  const names = ['mean', 'variance', 'r', 'd'];
+  const [meanOut, varianceOut, rOut, dOut] = [mean, variance, r, d].map((t, k) =>
+    withoutGradient(op, names[k], x, t, STATISTICS_GRADIENTS_OFF));
   tf.dispose([mean, variance, r, d]);
   return {y, mean: meanOut, variance: varianceOut, r: rOut, d: dOut} as BatchNormTrainingResult;
 }
 
 /**
- * `statistic` as an output whose gradient, if one is ever taken through it,
- * is an error naming `statisticsGradients: false` (instead of silent zeros on
- * cpu, or tfjs's "Cannot compute gradient" elsewhere). Recorded from x, so
- * that tfjs's tape reaches it; not called when only y is differentiated.
+ * `statistic` (the op's output `name`) as an output whose gradient, if one is
+ * ever taken through it, is an error saying `why` there is none (instead of
+ * silent zeros on cpu, or tfjs's "Cannot compute gradient" elsewhere), naming
+ * the option responsible (`field`, `value`). Recorded from x, so that tfjs's
+ * tape reaches it; not called when only y is differentiated.
  */
-export function withoutGradient(op: string, x: tf.Tensor, statistic: tf.Tensor): tf.Tensor {
+export function withoutGradient(op: string, name: string, x: tf.Tensor, statistic: tf.Tensor, why: string,
+    field = 'statisticsGradients', value: unknown = false): tf.Tensor {
   return tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
     value: tf.clone(args[1] as tf.Tensor),
     gradFunc: (): tf.Tensor[] => {
-      throw new NormalizationConfigError(op, 'statisticsGradients', false, `${op}: a gradient was taken ` +
-          'through a statistics output (mean, variance, r or d) of a call with statisticsGradients: false, ' +
-          'which computes only y\'s gradients; call it with statisticsGradients: true (the default).');
+      throw new NormalizationConfigError(op, field, value, `${op}: a gradient was taken through its '${name}' output, ${why}`);
     },
   }))(x, statistic);
 }
+
+/** Why a call with statisticsGradients: false has no statistics gradients. */
+export const STATISTICS_GRADIENTS_OFF = 'computed with statisticsGradients: false, which gives only y\'s ' +
+  'gradients; call the op with statisticsGradients: true (the default) to differentiate it.';
 
 /**
  * y = x·scale + offset along `axis` (negative counts from the end), scale and
@@ -152,6 +159,7 @@ export function batchNormInference(
     gamma: tf.Tensor1D | null, beta: tf.Tensor1D | null, axis: number, epsilon: number): tf.Tensor {
   const op = 'batchNormInference';
   const resolved = checkChannelInput(op, x, axis);
+  checkEpsilon(op, epsilon);
   checkChannelVector(op, 'mean', mean, x, resolved);
   checkChannelVector(op, 'variance', variance, x, resolved);
   checkChannelVector(op, 'gamma', gamma, x, resolved, true);
@@ -166,6 +174,7 @@ export function batchNormInference(
 export function foldScaleOffset(
     mean: tf.Tensor1D, variance: tf.Tensor1D, gamma: tf.Tensor1D | null,
     beta: tf.Tensor1D | null, epsilon: number): {scale: tf.Tensor1D; offset: tf.Tensor1D} {
+  checkEpsilon('foldScaleOffset', epsilon);
   return tf.tidy(() => {
     let scale: tf.Tensor1D = tf.rsqrt(tf.add(variance, epsilon));
     if (gamma != null) scale = tf.mul(scale, gamma);

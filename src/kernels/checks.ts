@@ -4,7 +4,7 @@
  * before anything runs (so a failed call allocates nothing).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {NormalizationShapeError} from '../errors';
+import {NormalizationConfigError, NormalizationShapeError} from '../errors';
 import {resolveAxis} from './view';
 
 const describeShape = (shape: readonly number[]) => `[${shape.join(', ')}]`;
@@ -50,4 +50,31 @@ export function checkChannelVector(op: string, name: string, value: tf.Tensor | 
   if (value.dtype !== 'float32') {
     throw new NormalizationShapeError(op, name, `${op}: ${name} must have dtype float32; received ${value.dtype}.`);
   }
+}
+
+/**
+ * Checks the options object of an op and its `epsilon` (a finite number > 0,
+ * as the layers require), before any tensor is made.
+ */
+export function checkOptions(op: string, args: unknown, fields: string): void {
+  if (args == null || typeof args !== 'object') {
+    throw new NormalizationConfigError(op, 'args', args,
+        `${op}: the options object {${fields}} is required; received ${describeValue(args)}.`);
+  }
+  checkEpsilon(op, (args as {epsilon?: unknown}).epsilon);
+}
+
+/** Checks an op's epsilon: a finite number > 0, as the layers require. */
+export function checkEpsilon(op: string, epsilon: unknown): void {
+  if (typeof epsilon !== 'number' || !Number.isFinite(epsilon) || epsilon <= 0) {
+    throw new NormalizationConfigError(op, 'epsilon', epsilon,
+        `${op}: epsilon must be a finite number > 0 (the layers' default is 1e-3); received ${describeValue(epsilon)}.`);
+  }
+}
+
+/** A value as a message shows it: strings quoted, so that '8' and 8 differ. */
+export function describeValue(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || value == null) return String(value);
+  return typeof value;
 }

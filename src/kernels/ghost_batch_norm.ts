@@ -44,9 +44,9 @@
  * constants for the gradient (Keras's stop_gradient).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {NormalizationShapeError} from '../errors';
+import {NormalizationConfigError, NormalizationShapeError} from '../errors';
 import {BATCH_NORM_TRAINING_GRAD, BatchNormTrainingResult, RenormArgs, withoutGradient} from './batch_norm';
-import {checkChannelInput, checkChannelVector} from './checks';
+import {checkChannelInput, checkChannelVector, checkOptions, describeValue} from './checks';
 import {meanPerSampleChannel, sumPerSampleChannel} from './reduce';
 import {defineComposite, runKernel} from './registry';
 
@@ -100,11 +100,12 @@ export function ghostValuesPerChannel(owner: string, shape: readonly number[], a
 export function ghostBatchNormTraining(x: tf.Tensor, gamma: tf.Tensor1D | null, beta: tf.Tensor1D | null,
     args: GhostBatchNormArgs): BatchNormTrainingResult {
   const op = 'ghostBatchNormTraining';
+  checkOptions(op, args, 'axis, epsilon, virtualBatchSize, renorm?');
   const axis = checkChannelInput(op, x, args.axis);
   const {renorm, virtualBatchSize} = args;
   if (!(Number.isInteger(virtualBatchSize) && virtualBatchSize >= 1)) {
-    throw new NormalizationShapeError(op, 'virtualBatchSize',
-        `${op}: virtualBatchSize must be a positive integer; received ${String(virtualBatchSize)}.`);
+    throw new NormalizationConfigError(op, 'virtualBatchSize', virtualBatchSize,
+        `${op}: virtualBatchSize must be an integer >= 1; received ${describeValue(virtualBatchSize)}.`);
   }
   checkChannelVector(op, 'gamma', gamma, x, axis, true);
   checkChannelVector(op, 'beta', beta, x, axis, true);
@@ -122,7 +123,10 @@ export function ghostBatchNormTraining(x: tf.Tensor, gamma: tf.Tensor1D | null, 
       });
   if (gamma == null) scale.dispose();
   const [y, ...statistics] = outputs.slice(0, 5);
-  const [mean, variance, r, d] = statistics.map((t) => withoutGradient(op, x, t));
+  const names = ['mean', 'variance', 'r', 'd'];
+  const [mean, variance, r, d] = statistics.map((t, k) => withoutGradient(op, names[k], x, t,
+      'which carries no gradient: in ghost batch normalization only y is differentiated (as in tf.keras).',
+      'virtualBatchSize', virtualBatchSize));
   // The per-ghost-batch statistics (outputs 5, 6) are the backward's; the tape keeps its own copy.
   tf.dispose([...statistics, ...outputs.slice(5)]);
   return {y, mean, variance, r, d} as BatchNormTrainingResult;

@@ -20,8 +20,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {NormalizationConfigError} from '../errors';
-import {withoutGradient} from './batch_norm';
-import {checkChannelInput, checkChannelVector} from './checks';
+import {STATISTICS_GRADIENTS_OFF, withoutGradient} from './batch_norm';
+import {checkChannelInput, checkChannelVector, checkOptions} from './checks';
 import {meanPerSampleChannel, recordedReduction, sumPerSampleChannel} from './reduce';
 import {defineComposite, runKernel} from './registry';
 
@@ -77,6 +77,7 @@ export function resolveGroups(owner: string, groups: number, channels: number): 
 export function groupNorm(x: tf.Tensor, gamma: tf.Tensor1D | null, beta: tf.Tensor1D | null,
     args: GroupNormArgs): GroupNormResult {
   const op = 'groupNorm';
+  checkOptions(op, args, 'axis, groups, epsilon, statisticsGradients?');
   const axis = checkChannelInput(op, x, args.axis);
   checkChannelVector(op, 'gamma', gamma, x, axis, true);
   checkChannelVector(op, 'beta', beta, x, axis, true);
@@ -95,7 +96,8 @@ export function groupNorm(x: tf.Tensor, gamma: tf.Tensor1D | null, beta: tf.Tens
       {axis, groups, epsilon: args.epsilon, statisticsGradients});
   if (gamma == null) scale.dispose();
   if (statisticsGradients) return {y, mean, variance} as GroupNormResult;
-  const [meanOut, varianceOut] = [mean, variance].map((t) => withoutGradient(op, x, t));
+  const [meanOut, varianceOut] = [mean, variance].map((t, k) =>
+    withoutGradient(op, k === 0 ? 'mean' : 'variance', x, t, STATISTICS_GRADIENTS_OFF));
   tf.dispose([mean, variance]);
   return {y, mean: meanOut, variance: varianceOut} as GroupNormResult;
 }

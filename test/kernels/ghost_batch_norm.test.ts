@@ -133,9 +133,10 @@ for (const backend of ['cpu', 'wasm']) {
 
     it('a gradient through a statistic throws: only y carries one', () => {
       const x = tf.tensor(randomData(24, 31), [4, 6]);
-      expect(() => tf.tidy(() => tf.grad((xi: tf.Tensor) =>
-        tf.sum(ghostBatchNormTraining(xi, null, null, {axis: 1, epsilon: EPS, virtualBatchSize: 2}).mean))(x)))
-          .toThrow(NormalizationConfigError);
+      const call = () => tf.tidy(() => tf.grad((xi: tf.Tensor) =>
+        tf.sum(ghostBatchNormTraining(xi, null, null, {axis: 1, epsilon: EPS, virtualBatchSize: 2}).mean))(x));
+      expect(call).toThrow(NormalizationConfigError);
+      expect(call).toThrow(/ghostBatchNormTraining: a gradient was taken through its 'mean' output, which carries no gradient/);
       x.dispose();
     });
 
@@ -147,8 +148,10 @@ for (const backend of ['cpu', 'wasm']) {
         ghostBatchNormTraining(x, null, null, {axis: 1, epsilon: EPS, virtualBatchSize});
       expect(call(4)).toThrow(NormalizationShapeError);
       expect(call(4)).toThrow(/ghostBatchNormTraining: virtualBatchSize 4 must divide the training batch size; received a batch of 6/);
-      expect(call(2.5)).toThrow(/ghostBatchNormTraining: virtualBatchSize must be a positive integer; received 2.5/);
+      expect(call(2.5)).toThrow(NormalizationConfigError);
+      expect(call(2.5)).toThrow(/ghostBatchNormTraining: virtualBatchSize must be an integer >= 1; received 2.5/);
       expect(call(0)).toThrow(/received 0/);
+      expect(call('8' as unknown as number)).toThrow(/received "8"/);
       expect(call(1)).toThrow(/holds 1 value per channel/);
       expect(() => ghostBatchNormTraining(x, wrongGamma, null, {axis: 1, epsilon: EPS, virtualBatchSize: 2}))
           .toThrow(/ghostBatchNormTraining: gamma must have shape \[3\]/);

@@ -8,7 +8,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-layers';
 import {
-  batchNormInference, batchNormTraining, channelScaleOffset, groupNormOp, NormalizationShapeError,
+  batchNormInference, batchNormTraining, channelScaleOffset, foldScaleOffset, ghostBatchNormTraining, groupNormOp,
+  NormalizationConfigError, NormalizationShapeError,
 } from '../../src';
 import {resolveAxis} from '../../src/kernels/view';
 import {useBackend} from '../helpers/backends';
@@ -134,6 +135,40 @@ for (const backend of ['cpu', 'wasm']) {
       expect((error as NormalizationShapeError).argument).toBe(c.argument);
       expect((error as Error).message).toMatch(c.message);
     });
+
+    // Before these checks, a missing epsilon gave NaN on cpu and a tfjs error on wasm, and a string one wrong values.
+    const epsilonCalls: Array<[string, (epsilon: unknown) => unknown]> = [
+      ['batchNormTraining', (epsilon) => batchNormTraining(x(), null, null, {axis: -1, epsilon} as never)],
+      ['ghostBatchNormTraining', (epsilon) =>
+        ghostBatchNormTraining(x(), null, null, {axis: -1, epsilon, virtualBatchSize: 2} as never)],
+      ['groupNorm', (epsilon) => groupNormOp(x(), null, null, {axis: -1, groups: 3, epsilon} as never)],
+      ['batchNormInference', (epsilon) => batchNormInference(x(), vec(C), vec(C), null, null, -1, epsilon as number)],
+      ['foldScaleOffset', (epsilon) => foldScaleOffset(vec(C), vec(C), null, null, epsilon as number)],
+    ];
+    it.each(epsilonCalls)('%s: a missing, non-positive, non-finite or string epsilon fails early, naming it', (op, call) => {
+      for (const epsilon of [undefined, 0, -1, NaN, Infinity, '1e-3']) {
+        tf.tidy(() => {
+          let error: unknown;
+          try {
+            call(epsilon);
+          } catch (e) {
+            error = e;
+          }
+          expect(error).toBeInstanceOf(NormalizationConfigError);
+          expect((error as NormalizationConfigError).field).toBe('epsilon');
+          expect((error as Error).message).toMatch(new RegExp(`^${op}: epsilon must be a finite number > 0 .*; ` +
+              `received ${epsilon === '1e-3' ? '"1e-3"' : String(epsilon)}\\.$`));
+        });
+      }
+    });
+
+    it('an op called without its options object fails naming the fields it needs', () => tf.tidy(() => {
+      expect(() => batchNormTraining(x(), null, null, undefined as never))
+          .toThrow(/^batchNormTraining: the options object \{axis, epsilon, renorm\?, statisticsGradients\?\} is required; received undefined/);
+      expect(() => ghostBatchNormTraining(x(), null, null, 8 as never))
+          .toThrow(/^ghostBatchNormTraining: the options object \{axis, epsilon, virtualBatchSize, renorm\?\} is required; received 8/);
+      expect(() => groupNormOp(x(), null, null, null as never)).toThrow(NormalizationConfigError);
+    }));
 
     it('a negative axis gives the same outputs as the positive one, bit for bit', () => {
       tf.tidy(() => {
