@@ -298,6 +298,12 @@ async function webglDifferences(): Promise<{diffs: Record<string, number>; unmov
   compare('BatchRenorm with a mask webgl vs cpu', await run('webgl', renorm, true), await run('cpu', renorm, true));
   const group = () => tfnorm.groupNorm({groups: 3});
   compare('GroupNorm webgl vs cpu', await run('webgl', group), await run('cpu', group));
+  // Ghost batches: webgl runs the composite, cpu the fused kernel (4 ghost batches of 2 samples).
+  const ghost = () => tfnorm.batchNorm({momentum: 0.5, virtualBatchSize: 2});
+  compare('BN with virtualBatchSize webgl vs cpu', await run('webgl', ghost), await run('cpu', ghost));
+  const ghostRenorm = () => tfnorm.batchRenorm({momentum: 0.5, renormMomentum: 0.5, virtualBatchSize: 2,
+    renormClipping: {rmax: 1.5, rmin: 0.7, dmax: 0.4}});
+  compare('BatchRenorm with virtualBatchSize webgl vs cpu', await run('webgl', ghostRenorm), await run('cpu', ghostRenorm));
   return {diffs, unmoved};
 }
 
