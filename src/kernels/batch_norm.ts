@@ -20,7 +20,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {NormalizationConfigError} from '../errors';
 import {checkChannelInput, checkChannelVector, checkEpsilon, checkOptions} from './checks';
-import {recordedReduction, sumPerSampleChannel} from './reduce';
+import {meanPerSampleChannel, recordedReduction, sumPerSampleChannel} from './reduce';
 import {defineComposite, runKernel} from './registry';
 import {ChannelView, channelView, paramShape, viewShape} from './view';
 
@@ -280,9 +280,14 @@ tf.registerGradient({
     batchNormTrainingGradient(dys as Array<tf.Tensor | null>, saved, attrs as unknown as Attrs, true),
 });
 
-/** Σ over every axis but the channel axis, shaped to broadcast against `viewShape(view)`. */
+/**
+ * Σ over every axis but the channel axis, shaped to broadcast against `viewShape(view)`:
+ * channels-last, the mean by average pooling times the count (./reduce.ts).
+ */
 function channelSum(t: tf.Tensor, view: ChannelView): tf.Tensor {
-  return tf.tidy(() => tf.reshape(sumPerSampleChannel(t, 1, view.outer, view.channels, view.inner), paramShape(view)));
+  return tf.tidy(() => tf.reshape(view.inner === 1 ?
+    tf.mul(meanPerSampleChannel(t, 1, view.outer, view.channels, 1), view.outer) :
+    sumPerSampleChannel(t, 1, view.outer, view.channels, view.inner), paramShape(view)));
 }
 
 /** The batch statistics of the composite, shaped to broadcast against `viewShape(view)`. */

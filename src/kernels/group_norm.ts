@@ -279,9 +279,9 @@ function compositeGroupNormGrad(inputs: tf.NamedTensorMap, attrs: tf.NamedAttrMa
   const dx = tf.tidy(() => tf.add(tf.mul(dyv, tf.mul(spread(invStd), param(gamma))), partial));
   partial.dispose();
   // dγ_c = Σ_n Σdy·(x − μ)·(1/σ), dβ_c = Σ_n Σdy: per-(sample, channel) means times
-  // their count, summed over samples as matMuls (./reduce.ts).
+  // their count, averaged over samples by pooling (./reduce.ts).
   const dyXhat = tf.reshape(tf.mul(tf.reshape(meanDyCentered, [n, groups, c / groups]), tf.reshape(invStd, [n, groups, 1])), [n, c]);
-  const overSamples = (t: tf.Tensor) => tf.mul(tf.reshape(sumPerSampleChannel(t, 1, n, c, 1), [c]), positions);
+  const overSamples = (t: tf.Tensor) => tf.mul(tf.reshape(meanPerSampleChannel(t, 1, n, c, 1), [c]), n * positions);
   return [tf.reshape(dx, x.shape), overSamples(dyXhat), overSamples(meanDy)];
 }
 

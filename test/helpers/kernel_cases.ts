@@ -135,7 +135,11 @@ export function expectNoLeaks(layer: NormalizationLayer): void {
 }
 
 /** Inputs with mean 1e4 and unit variance, channels-last and channels-first. */
-export const OFFSET_SHAPES: Array<[number[], number]> = [[[64, 8, 8, 16], 3], [[64, 16, 8, 8], 1]];
+// Channels-last composites sum by pooling runs of about √rows (src/kernels/reduce.ts): 4096 rows,
+// 2000 rows (runs of 40 and 50), and a prime 4099 (one run of all 4099).
+export const OFFSET_SHAPES: Array<[number[], number]> = [
+  [[64, 8, 8, 16], 3], [[64, 16, 8, 8], 1], [[2, 1000, 4], 2], [[1, 4099, 4], 2],
+];
 
 /** Batch and group statistics of mean-1e4, unit-variance data within 1e-3 relative of float64. */
 export function expectAccurateStatistics(shape: number[], axis: number): void {
