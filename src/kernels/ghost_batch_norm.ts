@@ -47,7 +47,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import {NormalizationConfigError, NormalizationShapeError} from '../errors';
 import {BATCH_NORM_TRAINING_GRAD, BatchNormTrainingResult, RenormArgs, withoutGradient} from './batch_norm';
 import {checkChannelInput, checkChannelVector, checkOptions, describeValue} from './checks';
-import {meanPerSampleChannel, sumPerSampleChannel} from './reduce';
+import {meanPerSampleChannel} from './reduce';
 import {defineComposite, runKernel} from './registry';
 
 export const GHOST_BATCH_NORM_TRAINING = 'TfjsNormalizationGhostBatchNormTraining';
@@ -159,8 +159,8 @@ tf.registerGradient({
 });
 
 // The composite (see the file comment): tfjs ops on the free view [v, B/v, A, C, Bʹ], with every
-// statistic a mean per (sample, channel) over A and Bʹ (./reduce.ts: pooling or a product with
-// ones), then over the v samples of each ghost batch (a product with ones).
+// statistic a mean per (sample, channel) over A and Bʹ, then over the v samples of each ghost
+// batch (./reduce.ts: pooling, or a product with ones channels-first).
 defineComposite(GHOST_BATCH_NORM_TRAINING, (inputs, attrs) => {
   const {x, gamma, beta, renormMean, renormStddev} = inputs;
   const {axis, epsilon, virtualBatchSize, rmin, rmax, dmax} = attrs as unknown as Attrs;
@@ -257,9 +257,8 @@ function ghostView(shape: readonly number[], axis: number, virtualBatchSize: num
     mean: (t: tf.Tensor) => tf.tidy(() => {
       // (An [N, C] input holds one value per (sample, channel) already.)
       const perSample = before * after === 1 ? t : meanPerSampleChannel(t, samples, before, channels, after);
-      // Over the v samples of each ghost batch: rows of [v, (B/v)·C], summed by a product with ones.
-      const overSamples = tf.div(sumPerSampleChannel(perSample, 1, virtualBatchSize, count * channels, 1),
-          virtualBatchSize);
+      // Over the v samples of each ghost batch: rows of [v, (B/v)·C], averaged by pooling.
+      const overSamples = meanPerSampleChannel(perSample, 1, virtualBatchSize, count * channels, 1);
       return tf.reshape(overSamples, trim([1, count, 1, channels, 1]));
     }),
   };
