@@ -77,7 +77,10 @@ export interface BatchNormTrainingResult {
 /**
  * Normalizes `x` (float32, rank >= 2) with its own per-channel statistics;
  * `gamma`/`beta` of shape [channels] may be null (scale/center off). Every
- * output carries its gradient (see the file comment).
+ * output carries its gradient (see the file comment) unless
+ * `statisticsGradients` is false.
+ * @throws NormalizationConfigError for a missing `args`, an epsilon that is not
+ *   a finite number > 0, or a statisticsGradients that is not a boolean.
  * @throws NormalizationShapeError for a non-float32 x, rank < 2, an axis out
  *   of range or 0, or gamma, beta, renorm.mean, renorm.stddev not of shape [channels].
  */
@@ -152,6 +155,7 @@ export function channelScaleOffset(x: tf.Tensor, scale: tf.Tensor1D, offset: tf.
 /**
  * Inference with given statistics (all of shape [channels]): fold once, then
  * one multiply-add pass over x.
+ * @throws NormalizationConfigError for an epsilon that is not a finite number > 0.
  * @throws NormalizationShapeError as batchNormTraining, for mean and variance too.
  */
 export function batchNormInference(
@@ -170,7 +174,10 @@ export function batchNormInference(
   });
 }
 
-/** Per-channel scale γ/√(σ²+ε) and offset β − μ·scale, so that y = x·scale + offset. */
+/**
+ * Per-channel scale γ/√(σ²+ε) and offset β − μ·scale, so that y = x·scale + offset.
+ * @throws NormalizationConfigError for an epsilon that is not a finite number > 0.
+ */
 export function foldScaleOffset(
     mean: tf.Tensor1D, variance: tf.Tensor1D, gamma: tf.Tensor1D | null,
     beta: tf.Tensor1D | null, epsilon: number): {scale: tf.Tensor1D; offset: tf.Tensor1D} {

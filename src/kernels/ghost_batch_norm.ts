@@ -94,6 +94,8 @@ export function ghostValuesPerChannel(owner: string, shape: readonly number[], a
  * statistics follow); `r` and `d` the renorm corrections (ones and zeros
  * without renorm). Only `y` carries a gradient: one taken through a statistic
  * throws. `gamma`/`beta` of shape [channels] may be null (scale/center off).
+ * @throws NormalizationConfigError for a missing `args`, an epsilon that is not
+ *   a finite number > 0, or a virtualBatchSize that is not an integer >= 1.
  * @throws NormalizationShapeError as batchNormTraining, and as
  *   ghostValuesPerChannel for the batch size.
  */
@@ -184,7 +186,7 @@ defineComposite(GHOST_BATCH_NORM_TRAINING, (inputs, attrs) => {
     const meanSquare = tf.tidy(() => ghosts.mean(tf.square(shifted)));
     const variance = tf.relu(tf.sub(meanSquare, tf.square(shiftedMean)));
     const mean = tf.add(shift, shiftedMean);
-    const average = (t: tf.Tensor) => tf.mean(tf.reshape(t, [ghosts.count, ghosts.channels]), 0);
+    const average = (t: tf.Tensor) => tf.mean(tf.reshape(t, [ghosts.ghostBatches, ghosts.channels]), 0);
     const [meanAverage, varianceAverage] = [average(mean), average(variance)];
     let r: tf.Tensor = tf.onesLike(meanAverage);
     let d: tf.Tensor = tf.zerosLike(meanAverage);
@@ -218,7 +220,7 @@ defineComposite(GHOST_BATCH_NORM_TRAINING, (inputs, attrs) => {
       const dx = tf.tidy(() => tf.reshape(tf.add(tf.mul(dyv, gainSaved), partial), dy.shape));
       partial.dispose();
       // dγ = Σ dy·(x̂·r + d), dβ = Σ dy: per-(j, c) means times their count, summed over j.
-      const overGhosts = (t: tf.Tensor) => tf.mul(tf.sum(tf.reshape(t, [ghosts.count, ghosts.channels]), 0),
+      const overGhosts = (t: tf.Tensor) => tf.mul(tf.sum(tf.reshape(t, [ghosts.ghostBatches, ghosts.channels]), 0),
           ghosts.valuesPerStatistic);
       const sumDy = overGhosts(meanDy);
       const dGamma = tf.add(tf.mul(overGhosts(tf.mul(meanDyCentered, invStdSaved)), rSaved), tf.mul(sumDy, dSaved));
@@ -242,24 +244,24 @@ defineComposite(GHOST_BATCH_NORM_TRAINING, (inputs, attrs) => {
  */
 function ghostView(shape: readonly number[], axis: number, virtualBatchSize: number) {
   const product = (dims: readonly number[]) => dims.reduce((p, q) => p * q, 1);
-  const count = shape[0] / virtualBatchSize;
+  const ghostBatches = shape[0] / virtualBatchSize;
   const channels = shape[axis];
   const before = product(shape.slice(1, axis));
   const after = product(shape.slice(axis + 1));
   const trim = (dims: number[]) => (after === 1 ? dims.slice(0, 4) : dims);
   const samples = shape[0];
   return {
-    count,
+    ghostBatches,
     channels,
     valuesPerStatistic: virtualBatchSize * before * after,
-    view: trim([virtualBatchSize, count, before, channels, after]),
+    view: trim([virtualBatchSize, ghostBatches, before, channels, after]),
     perChannel: (t: tf.Tensor) => tf.reshape(t, trim([1, 1, 1, channels, 1])),
     mean: (t: tf.Tensor) => tf.tidy(() => {
       // (An [N, C] input holds one value per (sample, channel) already.)
       const perSample = before * after === 1 ? t : meanPerSampleChannel(t, samples, before, channels, after);
       // Over the v samples of each ghost batch: rows of [v, (B/v)·C], averaged by pooling.
-      const overSamples = meanPerSampleChannel(perSample, 1, virtualBatchSize, count * channels, 1);
-      return tf.reshape(overSamples, trim([1, count, 1, channels, 1]));
+      const overSamples = meanPerSampleChannel(perSample, 1, virtualBatchSize, ghostBatches * channels, 1);
+      return tf.reshape(overSamples, trim([1, ghostBatches, 1, channels, 1]));
     }),
   };
 }

@@ -69,7 +69,10 @@ export function resolveGroups(owner: string, groups: number, channels: number): 
 
 /**
  * Normalizes `x` (float32, rank >= 2) per (sample, group). `gamma`/`beta` of
- * shape [C] may be null (scale/center off). Every output carries its gradient.
+ * shape [C] may be null (scale/center off). Every output carries its gradient
+ * unless `statisticsGradients` is false.
+ * @throws NormalizationConfigError for a missing `args`, an epsilon that is not
+ *   a finite number > 0, or a statisticsGradients that is not a boolean.
  * @throws NormalizationShapeError for a non-float32 x, rank < 2, an axis out
  *   of range or 0, or gamma, beta not of shape [C]; Error for groups that do
  *   not divide C.
