@@ -19,7 +19,9 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {NormalizationConfigError} from '../errors';
-import {checkChannelInput, checkChannelVector, checkEpsilon, checkOptions} from './checks';
+import {
+  checkChannelInput, checkChannelVector, checkEpsilon, checkOptions, checkStatisticsGradients,
+} from './checks';
 import {meanPerSampleChannel, recordedReduction, sumPerSampleChannel} from './reduce';
 import {defineComposite, runKernel} from './registry';
 import {ChannelView, channelView, paramShape, viewShape} from './view';
@@ -89,33 +91,63 @@ export function batchNormTraining(
     args: BatchNormTrainingArgs): BatchNormTrainingResult {
   const op = 'batchNormTraining';
   checkOptions(op, args, 'axis, epsilon, renorm?, statisticsGradients?');
-  const axis = checkChannelInput(op, x, args.axis);
-  const renorm = args.renorm;
-  checkChannelVector(op, 'gamma', gamma, x, axis, true);
-  checkChannelVector(op, 'beta', beta, x, axis, true);
+  const axis = checkBatchNormInputs(op, x, gamma, beta, args.axis, args.renorm);
+  const statisticsGradients = checkStatisticsGradients(op, args.statisticsGradients);
+  const renorm = renormKernelArgs(args.renorm);
+  const [y, mean, variance, r, d] = runWithGamma(args.renorm == null ? BATCH_NORM_TRAINING : BATCH_RENORM_TRAINING,
+      x, gamma, axis, {beta, ...renorm.inputs}, {axis, epsilon: args.epsilon, statisticsGradients, ...renorm.attrs});
+  const statistics = {mean, variance, r, d} as Omit<BatchNormTrainingResult, 'y'>;
+  return {y, ...(statisticsGradients ? statistics : withoutGradients(op, x, statistics, STATISTICS_GRADIENTS_OFF))};
+}
+
+/**
+ * Checks x, gamma, beta (null: off) and the renorm statistics of a
+ * per-channel op; returns the channel axis resolved against x's rank.
+ */
+export function checkBatchNormInputs(op: string, x: tf.Tensor, gamma: tf.Tensor1D | null, beta: tf.Tensor1D | null,
+    axis: number, renorm: RenormArgs | undefined): number {
+  const resolved = checkChannelInput(op, x, axis);
+  checkChannelVector(op, 'gamma', gamma, x, resolved, true);
+  checkChannelVector(op, 'beta', beta, x, resolved, true);
   if (renorm != null) {
-    checkChannelVector(op, 'renorm.mean', renorm.mean, x, axis);
-    checkChannelVector(op, 'renorm.stddev', renorm.stddev, x, axis);
+    checkChannelVector(op, 'renorm.mean', renorm.mean, x, resolved);
+    checkChannelVector(op, 'renorm.stddev', renorm.stddev, x, resolved);
   }
-  const statisticsGradients = args.statisticsGradients ?? true;
-  if (typeof statisticsGradients !== 'boolean') {
-    throw new NormalizationConfigError(op, 'statisticsGradients', statisticsGradients,
-        `${op}: statisticsGradients must be true or false; received ${String(statisticsGradients)}.`);
-  }
-  // The gradient saves gamma, so the kernel always gets one (ones when scale is off).
+  return resolved;
+}
+
+/** The kernel inputs and attributes of Batch Renormalization; without it, no inputs and no limits. */
+export function renormKernelArgs(renorm: RenormArgs | undefined): {
+  inputs: {renormMean?: tf.Tensor1D; renormStddev?: tf.Tensor1D}; attrs: {rmin: number; rmax: number; dmax: number};
+} {
+  return {
+    inputs: {renormMean: renorm?.mean, renormStddev: renorm?.stddev},
+    attrs: {rmin: renorm?.rmin ?? 0, rmax: renorm?.rmax ?? Infinity, dmax: renorm?.dmax ?? Infinity},
+  };
+}
+
+/**
+ * Runs a normalization kernel whose gradient saves gamma: a null gamma
+ * (scale off) is passed as ones of x's channel count on `axis`.
+ */
+export function runWithGamma(kernelName: string, x: tf.Tensor, gamma: tf.Tensor1D | null, axis: number,
+    inputs: Record<string, tf.Tensor | null | undefined>, attrs: Record<string, unknown>): tf.Tensor[] {
   const scale = gamma ?? tf.ones([x.shape[axis]]);
-  const [y, mean, variance, r, d] = runKernel(renorm == null ? BATCH_NORM_TRAINING : BATCH_RENORM_TRAINING,
-      {x, gamma: scale, beta, renormMean: renorm?.mean, renormStddev: renorm?.stddev}, {
-        axis, epsilon: args.epsilon, rmin: renorm?.rmin ?? 0,
-        rmax: renorm?.rmax ?? Infinity, dmax: renorm?.dmax ?? Infinity, statisticsGradients,
-      });
+  const outputs = runKernel(kernelName, {x, gamma: scale, ...inputs}, attrs);
   if (gamma == null) scale.dispose();
-  if (statisticsGradients) return {y, mean, variance, r, d} as BatchNormTrainingResult;
-  const names = ['mean', 'variance', 'r', 'd'];
-  const [meanOut, varianceOut, rOut, dOut] = [mean, variance, r, d].map((t, k) =>
-    withoutGradient(op, names[k], x, t, STATISTICS_GRADIENTS_OFF));
-  tf.dispose([mean, variance, r, d]);
-  return {y, mean: meanOut, variance: varianceOut, r: rOut, d: dOut} as BatchNormTrainingResult;
+  return outputs;
+}
+
+/**
+ * The `statistics` outputs of an op as withoutGradient's (same names), the
+ * originals disposed.
+ */
+export function withoutGradients<T extends Record<string, tf.Tensor>>(op: string, x: tf.Tensor, statistics: T,
+    why: string, field?: string, value?: unknown): T {
+  const guarded = Object.fromEntries(Object.entries(statistics).map(([name, statistic]) =>
+    [name, withoutGradient(op, name, x, statistic, why, field, value)])) as T;
+  tf.dispose(Object.values(statistics));
+  return guarded;
 }
 
 /**
@@ -125,7 +157,7 @@ export function batchNormTraining(
  * the option responsible (`field`, `value`). Recorded from x, so that tfjs's
  * tape reaches it; not called when only y is differentiated.
  */
-export function withoutGradient(op: string, name: string, x: tf.Tensor, statistic: tf.Tensor, why: string,
+function withoutGradient(op: string, name: string, x: tf.Tensor, statistic: tf.Tensor, why: string,
     field = 'statisticsGradients', value: unknown = false): tf.Tensor {
   return tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
     value: tf.clone(args[1] as tf.Tensor),

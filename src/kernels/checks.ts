@@ -78,3 +78,13 @@ export function describeValue(value: unknown): string {
   if (typeof value === 'number' || typeof value === 'boolean' || value == null) return String(value);
   return typeof value;
 }
+
+/** An op's `statisticsGradients` option: true when absent, else it must be a boolean. */
+export function checkStatisticsGradients(op: string, value: unknown): boolean {
+  const statisticsGradients = value ?? true;
+  if (typeof statisticsGradients !== 'boolean') {
+    throw new NormalizationConfigError(op, 'statisticsGradients', statisticsGradients,
+        `${op}: statisticsGradients must be true or false; received ${describeValue(statisticsGradients)}.`);
+  }
+  return statisticsGradients;
+}

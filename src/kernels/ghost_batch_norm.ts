@@ -45,8 +45,11 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {NormalizationConfigError, NormalizationShapeError} from '../errors';
-import {BATCH_NORM_TRAINING_GRAD, BatchNormTrainingResult, RenormArgs, withoutGradient} from './batch_norm';
-import {checkChannelInput, checkChannelVector, checkOptions, describeValue} from './checks';
+import {
+  BATCH_NORM_TRAINING_GRAD, BatchNormTrainingResult, checkBatchNormInputs, RenormArgs, renormKernelArgs, runWithGamma,
+  withoutGradients,
+} from './batch_norm';
+import {checkOptions, describeValue} from './checks';
 import {meanPerSampleChannel} from './reduce';
 import {defineComposite, runKernel} from './registry';
 
@@ -103,35 +106,21 @@ export function ghostBatchNormTraining(x: tf.Tensor, gamma: tf.Tensor1D | null, 
     args: GhostBatchNormArgs): BatchNormTrainingResult {
   const op = 'ghostBatchNormTraining';
   checkOptions(op, args, 'axis, epsilon, virtualBatchSize, renorm?');
-  const axis = checkChannelInput(op, x, args.axis);
   const {renorm, virtualBatchSize} = args;
   if (!(Number.isInteger(virtualBatchSize) && virtualBatchSize >= 1)) {
     throw new NormalizationConfigError(op, 'virtualBatchSize', virtualBatchSize,
         `${op}: virtualBatchSize must be an integer >= 1; received ${describeValue(virtualBatchSize)}.`);
   }
-  checkChannelVector(op, 'gamma', gamma, x, axis, true);
-  checkChannelVector(op, 'beta', beta, x, axis, true);
-  if (renorm != null) {
-    checkChannelVector(op, 'renorm.mean', renorm.mean, x, axis);
-    checkChannelVector(op, 'renorm.stddev', renorm.stddev, x, axis);
-  }
+  const axis = checkBatchNormInputs(op, x, gamma, beta, args.axis, renorm);
   ghostValuesPerChannel(op, x.shape, axis, virtualBatchSize);
-  // The gradient saves gamma, so the kernel always gets one (ones when scale is off).
-  const scale = gamma ?? tf.ones([x.shape[axis]]);
-  const outputs = runKernel(GHOST_BATCH_NORM_TRAINING,
-      {x, gamma: scale, beta, renormMean: renorm?.mean, renormStddev: renorm?.stddev}, {
-        axis, epsilon: args.epsilon, virtualBatchSize, rmin: renorm?.rmin ?? 0, rmax: renorm?.rmax ?? Infinity,
-        dmax: renorm?.dmax ?? Infinity,
-      });
-  if (gamma == null) scale.dispose();
-  const [y, ...statistics] = outputs.slice(0, 5);
-  const names = ['mean', 'variance', 'r', 'd'];
-  const [mean, variance, r, d] = statistics.map((t, k) => withoutGradient(op, names[k], x, t,
+  const renormArgs = renormKernelArgs(renorm);
+  const [y, mean, variance, r, d, ...ghostStatistics] = runWithGamma(GHOST_BATCH_NORM_TRAINING, x, gamma, axis,
+      {beta, ...renormArgs.inputs}, {axis, epsilon: args.epsilon, virtualBatchSize, ...renormArgs.attrs});
+  // The per-ghost-batch statistics are the backward's; the tape keeps its own copy.
+  tf.dispose(ghostStatistics);
+  return {y, ...withoutGradients(op, x, {mean, variance, r, d} as Omit<BatchNormTrainingResult, 'y'>,
       'which carries no gradient: in ghost batch normalization only y is differentiated (as in tf.keras).',
-      'virtualBatchSize', virtualBatchSize));
-  // The per-ghost-batch statistics (outputs 5, 6) are the backward's; the tape keeps its own copy.
-  tf.dispose([...statistics, ...outputs.slice(5)]);
-  return {y, mean, variance, r, d} as BatchNormTrainingResult;
+      'virtualBatchSize', virtualBatchSize)};
 }
 
 interface Attrs {

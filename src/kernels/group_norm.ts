@@ -19,9 +19,8 @@
  * full-size temporaries are disposed as soon as used.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {NormalizationConfigError} from '../errors';
-import {STATISTICS_GRADIENTS_OFF, withoutGradient} from './batch_norm';
-import {checkChannelInput, checkChannelVector, checkOptions} from './checks';
+import {checkBatchNormInputs, runWithGamma, STATISTICS_GRADIENTS_OFF, withoutGradients} from './batch_norm';
+import {checkOptions, checkStatisticsGradients} from './checks';
 import {meanPerSampleChannel, recordedReduction, sumPerSampleChannel} from './reduce';
 import {defineComposite, runKernel} from './registry';
 
@@ -81,28 +80,16 @@ export function groupNorm(x: tf.Tensor, gamma: tf.Tensor1D | null, beta: tf.Tens
     args: GroupNormArgs): GroupNormResult {
   const op = 'groupNorm';
   checkOptions(op, args, 'axis, groups, epsilon, statisticsGradients?');
-  const axis = checkChannelInput(op, x, args.axis);
-  checkChannelVector(op, 'gamma', gamma, x, axis, true);
-  checkChannelVector(op, 'beta', beta, x, axis, true);
+  const axis = checkBatchNormInputs(op, x, gamma, beta, args.axis, undefined);
   if (!(Number.isInteger(args.groups) && (args.groups >= 1 || args.groups === -1))) {
     throw new Error(`groupNorm: groups must be a positive integer or -1; received ${args.groups}.`);
   }
   const groups = resolveGroups(op, args.groups, x.shape[axis]);
-  const statisticsGradients = args.statisticsGradients ?? true;
-  if (typeof statisticsGradients !== 'boolean') {
-    throw new NormalizationConfigError(op, 'statisticsGradients', statisticsGradients,
-        `${op}: statisticsGradients must be true or false; received ${String(statisticsGradients)}.`);
-  }
-  // The gradient saves gamma, so the kernel always gets one (ones when scale is off).
-  const scale = gamma ?? tf.ones([x.shape[axis]]);
-  const [y, mean, variance] = runKernel(GROUP_NORM, {x, gamma: scale, beta},
+  const statisticsGradients = checkStatisticsGradients(op, args.statisticsGradients);
+  const [y, mean, variance] = runWithGamma(GROUP_NORM, x, gamma, axis, {beta},
       {axis, groups, epsilon: args.epsilon, statisticsGradients});
-  if (gamma == null) scale.dispose();
-  if (statisticsGradients) return {y, mean, variance} as GroupNormResult;
-  const [meanOut, varianceOut] = [mean, variance].map((t, k) =>
-    withoutGradient(op, k === 0 ? 'mean' : 'variance', x, t, STATISTICS_GRADIENTS_OFF));
-  tf.dispose([mean, variance]);
-  return {y, mean: meanOut, variance: varianceOut} as GroupNormResult;
+  const statistics = {mean, variance} as Omit<GroupNormResult, 'y'>;
+  return {y, ...(statisticsGradients ? statistics : withoutGradients(op, x, statistics, STATISTICS_GRADIENTS_OFF))};
 }
 
 interface Attrs {

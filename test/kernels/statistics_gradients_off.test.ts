@@ -131,7 +131,7 @@ for (const backend of ['cpu', 'wasm']) {
       const call = () => batchNormTraining(x, null, null,
           {axis: 1, epsilon: EPS, statisticsGradients: 'no' as unknown as boolean});
       expect(call).toThrow(NormalizationConfigError);
-      expect(call).toThrow(/batchNormTraining: statisticsGradients must be true or false; received no/);
+      expect(call).toThrow(/batchNormTraining: statisticsGradients must be true or false; received "no"/);
       expect(tf.memory().numTensors).toBe(before);
       x.dispose();
     });
