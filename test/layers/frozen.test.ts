@@ -42,6 +42,14 @@ function outer(inner: tfl.layers.Layer, lr = 0.01): tfl.LayersModel {
   return model;
 }
 
+/** A BN base inside a frozen Sequential inside the outer model: frozen two levels up. */
+function frozenTwoDeep(): {model: tfl.LayersModel; middle: tfl.Sequential; norm: BatchNormLayer} {
+  const {model: inner, norm} = base('BN');
+  const middle = tfl.sequential({layers: [inner]});
+  middle.trainable = false;
+  return {model: outer(middle), middle, norm};
+}
+
 const data = () => ({
   x: tf.tensor2d(randomData(SAMPLES * FEATURES, 3, 2, 1), [SAMPLES, FEATURES]),
   y: tf.tensor2d(randomData(SAMPLES, 5), [SAMPLES, 1]),
@@ -131,10 +139,7 @@ describe('frozen base models under fit (TF2 Keras: inference mode, statistics fi
   }
 
   it('fitDataset, with verbose 0 and 1, keeps a frozen nested base\'s statistics', async () => {
-    const {model: inner, norm} = base('BN');
-    const middle = tfl.sequential({layers: [inner]});
-    middle.trainable = false;
-    const model = outer(middle);
+    const {model, norm} = frozenTwoDeep();
     const {x, y} = data();
     const before = statistics(norm);
     for (const verbose of [0, 1] as const) {
@@ -165,10 +170,7 @@ describe('frozen bases with trainOnBatch and a custom loop', () => {
   });
 
   it('nested two deep: markFrozenLayers before trainOnBatch, and again after unfreezing', async () => {
-    const {model: inner, norm} = base('BN');
-    const middle = tfl.sequential({layers: [inner]});
-    middle.trainable = false;
-    const model = outer(middle);
+    const {model, middle, norm} = frozenTwoDeep();
     const {x, y} = data();
     const before = statistics(norm);
     markFrozenLayers(model);
