@@ -71,6 +71,8 @@ interface Row {
   trainingMs: number | null;
   trainingRuns: number;
   peakBytes: number | null;
+  /** tf.profile's count of kernels run by one training step (tfjs ops and this package's kernels). */
+  stepKernels: number | null;
   /** Why training failed, or why the inference output is not to be trusted. */
   note: string;
 }
@@ -154,15 +156,17 @@ async function measureShape(backend: string, shape: number[], axis: number, laye
   const rows: Row[] = [];
   for (const t of subjects) {
     let peakBytes: number | null = null;
+    let stepKernels: number | null = null;
     if (t.trainingTimes.length > 0) {
       const before = tf.memory().numBytes;
       const profile = await tf.profile(t.step);
       tf.dispose(profile.result as tf.TensorContainer);
       peakBytes = profile.peakBytes - before;
+      stepKernels = profile.kernels.length;
     }
     rows.push({backend, shape: describe(shape, axis), layer: t.name, inferenceMs: median(t.inferenceTimes),
       trainingMs: t.trainingTimes.length > 0 ? median(t.trainingTimes) : null, trainingRuns: t.runs, peakBytes,
-      note: t.note});
+      stepKernels, note: t.note});
     t.layer.dispose();
   }
   tf.dispose([x, dy]);
@@ -250,8 +254,8 @@ function gbps(values: number, bytesPerValue: number, msValue: number | null): st
 function table(rows: Row[]): string {
   const lines = [
     '| backend | input | layer | inference ms | speed-up vs built-in | inference GB/s | training fwd+bwd ms (runs) | ' +
-      'speed-up vs built-in | training GB/s | step peak MB | peak vs built-in | note |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+      'speed-up vs built-in | training GB/s | step peak MB | peak vs built-in | step kernels | note |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {
     const base = rows.find((b) => b.backend === r.backend && b.shape === r.shape && b.layer === 'built-in')!;
@@ -259,7 +263,7 @@ function table(rows: Row[]): string {
     lines.push(`| ${r.backend} | ${r.shape} | ${r.layer} | ${ms(r.inferenceMs)} | ${ratio(base.inferenceMs, r.inferenceMs)} | ` +
         `${gbps(n, 8, r.inferenceMs)} | ` +
         `${ms(r.trainingMs)} (${r.trainingRuns}) | ${ratio(base.trainingMs, r.trainingMs)} | ${gbps(n, 20, r.trainingMs)} | ` +
-        `${mb(r.peakBytes)} | ${ratio(r.peakBytes, base.peakBytes)} | ${r.note} |`);
+        `${mb(r.peakBytes)} | ${ratio(r.peakBytes, base.peakBytes)} | ${r.stepKernels ?? '—'} | ${r.note} |`);
   }
   return lines.join('\n');
 }
@@ -354,7 +358,8 @@ async function main(): Promise<void> {
       '(moving statistics updated) + gradients with respect to x and the trainable weights for an upstream ' +
       'gradient w (the gradient of Σ y·w). Effective GB/s = the bytes a pass must move at least / time: ' +
       'inference 8 bytes per value (read x, write y), training 20 (read x, write y; read x and dy, write dx). ' +
-      'Step peak = tf.profile peak bytes of one training step above the bytes held before it. ' +
+      'Step peak = tf.profile peak bytes of one training step above the bytes held before it; step kernels = ' +
+      'the kernels tf.profile counts in that step (each tfjs op, and each of this package\'s fused kernels, is one). ' +
       'Speed-up = built-in time / this layer\'s time; peak vs built-in = this layer\'s peak / built-in peak. ' +
       'BatchRenormLayer: renormClipping {rmax 3, rmin 1/3, dmax 5}; GroupNormLayer: 32 groups.',
     '',
